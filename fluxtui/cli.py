@@ -1,0 +1,109 @@
+"""The `fluxtui` command. Parses arguments and imports the heavy parts only when needed.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or config error, 130 interrupted.
+Each subcommand lives in fluxtui/commands/<name>.py as `main(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors exit 2 with a short hint
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _workspace_arg(p: argparse.ArgumentParser, *, optional: bool = True) -> None:
+    p.add_argument(
+        "workspace",
+        nargs="?" if optional else None,
+        default=".",
+        type=Path,
+        help="workspace folder (default: the current folder)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="fluxtui",
+        description="Train Flux.1 LoRAs from one project.toml. Without a command: open the TUI here.",
+    )
+    parser.add_argument("--version", action="version", version=f"fluxtui {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("init", help="create a workspace with a commented project.toml")
+    p.add_argument("workspace", type=Path, help="folder to create")
+    p.add_argument("--demo", action="store_true", help="tiny-random model and a generated dataset (trains on a CPU)")
+
+    p = sub.add_parser("validate", help="check project.toml and the datasets")
+    _workspace_arg(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("estimate", help="VRAM estimate from the config alone")
+    _workspace_arg(p)
+    p.add_argument("--gpu-gb", type=float, metavar="N", help="say whether it fits a GPU of N GB and what would")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("run", help="validate, then train (headless)")
+    _workspace_arg(p)
+    p.add_argument("--fresh", action="store_true", help="ignore checkpoints and start from step 0")
+    p.add_argument("--detach", action="store_true", help="start in the background and print the run id")
+    p.add_argument("--watch", action="store_true", help="restart when project.toml or the datasets change")
+    p.add_argument("--every", type=int, default=10, metavar="N", help="when piped: one line every N steps")
+
+    p = sub.add_parser("status", help="runs of a workspace and their state")
+    _workspace_arg(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("logs", help="print a run's trainer.log")
+    _workspace_arg(p)
+    p.add_argument("run", nargs="?", help="run id (default: the latest)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing as the log grows")
+
+    p = sub.add_parser("stop", help="stop the active run gracefully (checkpoint first)")
+    _workspace_arg(p)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds before SIGTERM, then SIGKILL")
+
+    p = sub.add_parser("probe", help="a short real run with random weights: peak VRAM and s/step")
+    _workspace_arg(p)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("tui", help="open the terminal UI")
+    _workspace_arg(p)
+
+    p = sub.add_parser("serve", help="the terminal UI in a browser (textual-serve)")
+    _workspace_arg(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "tui"
+    if args.command is None:
+        args.workspace = Path(".")
+    module = importlib.import_module(f"fluxtui.commands.{command}")
+    try:
+        return int(module.main(args) or 0)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `fluxtui status | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

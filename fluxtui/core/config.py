@@ -1,0 +1,508 @@
+"""Read project.toml into a typed Project; write edits that keep comments and layout.
+
+Reading uses tomllib (fast, strict). Edits go through tomlkit so that everything except the
+edited value survives byte for byte, and every write is a temp file renamed into place.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import tomllib
+
+from .problems import ConfigError, Problem
+from .schema import OPTIONS, SECTIONS, Option, options_in, table_sections
+
+PROJECT_FILE = "project.toml"
+
+
+class Section(SimpleNamespace):
+    """Attribute access to one section's values: project.training.learning_rate."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+@dataclass
+class Project:
+    """A checked project.toml: every option present, defaults filled in."""
+
+    path: Path
+    sections: dict[str, Section]
+    datasets: list[Section]
+    explicit: set[str] = field(default_factory=set)  # dotted keys written in the file
+    text: str = ""
+
+    def __getattr__(self, name: str) -> Section:
+        sections = self.__dict__.get("sections", {})
+        if name in sections:
+            return sections[name]
+        raise AttributeError(name)
+
+    @property
+    def workspace(self) -> Path:
+        return self.path.parent
+
+    def get(self, dotted: str) -> Any:
+        m = re.fullmatch(r"datasets\[(\d+)\]\.(\w+)", dotted)
+        if m:
+            return getattr(self.datasets[int(m[1])], m[2])
+        section, key = dotted.rsplit(".", 1)
+        return getattr(self.sections[section], key)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: s.as_dict() for name, s in self.sections.items()}
+        out["datasets"] = [d.as_dict() for d in self.datasets]
+        return out
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def resolve(self, value: str | os.PathLike) -> Path:
+        """A path from the config: relative ones are relative to the workspace."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.workspace / p
+
+    @property
+    def active_datasets(self) -> list[Section]:
+        return [d for d in self.datasets if not d.disabled]
+
+
+# -- reading ------------------------------------------------------------------------------
+
+_TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def load(path: str | os.PathLike) -> tuple[Project | None, list[Problem]]:
+    """Read and check a project file. Returns (project or None on errors, problems)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / PROJECT_FILE
+    name = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, [Problem(f"{path} does not exist", fix="run `fluxtui init DIR` first", file=name)]
+    except (OSError, UnicodeDecodeError) as e:
+        return None, [Problem(f"cannot read {path}: {e}", file=name)]
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> tuple[Project | None, list[Problem]]:
+    name = path.name
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        msg = str(e)
+        m = _TOML_POS.search(msg)
+        line = int(m[1]) if m else None
+        msg = _TOML_POS.sub("", msg).strip()
+        if m:
+            msg += f" (column {m[2]})"
+        return None, [Problem(f"invalid TOML: {msg}", file=name, line=line, fix="correct the syntax")]
+    return _check(doc, text, path)
+
+
+def _check(doc: dict, text: str, path: Path) -> tuple[Project | None, list[Problem]]:
+    lines = KeyLocator(text)
+    problems: list[Problem] = []
+    explicit: set[str] = set()
+
+    def problem(msg: str, key: str, fix: str | None = None, *, line_key: str | None = None) -> None:
+        problems.append(Problem(msg, key=key, file=path.name, line=lines.line_of(line_key or key), fix=fix))
+
+    known_tables = set(table_sections()) | {"datasets"}
+    for top, value in doc.items():
+        if top not in known_tables:
+            hint = _did_you_mean(top, known_tables | _all_keys())
+            where = _section_of_key(top)
+            fix = f"did you mean `{hint}`?" if hint else "remove it"
+            if where:
+                fix = f"move it under [{where}]"
+            problem(f"unknown section or key `{top}`", top, fix)
+        elif top != "datasets" and not isinstance(value, dict):
+            problem(f"`{top}` must be a table ([{top}])", top)
+
+    sections: dict[str, Section] = {}
+    for sec in table_sections():
+        raw = doc.get(sec, {})
+        if not isinstance(raw, dict):
+            raw = {}
+        values = {}
+        known = {o.key: o for o in options_in(sec)}
+        for key, value in raw.items():
+            if key not in known:
+                hint = _did_you_mean(key, set(known))
+                elsewhere = _section_of_key(key)
+                if hint:
+                    fix = f"did you mean `{hint}`?"
+                elif elsewhere and elsewhere != sec:
+                    fix = f"move it under [{elsewhere}]"
+                else:
+                    fix = "remove it; `fluxtui validate` lists every option in docs/options.md"
+                problem(f"unknown option `{key}` in [{sec}]", f"{sec}.{key}", fix)
+        for opt in known.values():
+            if opt.key in raw:
+                explicit.add(opt.dotted)
+                value, err = check_value(opt, raw[opt.key])
+                if err:
+                    problem(err[0], opt.dotted, err[1])
+                    value = opt.default
+            else:
+                value = _copy(opt.default)
+            values[opt.key] = value
+        sections[sec] = Section(**values)
+
+    datasets: list[Section] = []
+    raw_sets = doc.get("datasets", [])
+    if not isinstance(raw_sets, list):
+        problem("`datasets` must be an array of tables ([[datasets]])", "datasets")
+        raw_sets = []
+    ds_opts = {o.key: o for o in options_in("datasets")}
+    seen_ids: dict[str, int] = {}
+    for i, raw in enumerate(raw_sets):
+        prefix = f"datasets[{i}]"
+        if not isinstance(raw, dict):
+            problem("each dataset must be a table", prefix)
+            continue
+        values = {}
+        for key in raw:
+            if key not in ds_opts:
+                hint = _did_you_mean(key, set(ds_opts))
+                fix = f"did you mean `{hint}`?" if hint else "remove it"
+                problem(f"unknown dataset option `{key}`", f"{prefix}.{key}", fix)
+        for opt in ds_opts.values():
+            dotted = f"{prefix}.{opt.key}"
+            if opt.key in raw:
+                explicit.add(dotted)
+                value, err = check_value(opt, raw[opt.key])
+                if err:
+                    problem(err[0], dotted, err[1])
+                    value = opt.default
+            else:
+                value = _copy(opt.default)
+                if opt.required:
+                    problem(
+                        f"missing `{opt.key}`",
+                        dotted,
+                        f'add `{opt.key} = "{opt.example}"` to this [[datasets]] table',
+                        line_key=prefix,
+                    )
+            values[opt.key] = value
+        ds_id = values.get("id")
+        if isinstance(ds_id, str):
+            if ds_id in seen_ids:
+                problem(f"dataset id `{ds_id}` is used twice", f"{prefix}.id", "give every dataset its own id")
+            seen_ids[ds_id] = i
+        datasets.append(Section(**values))
+
+    project = Project(path=path, sections=sections, datasets=datasets, explicit=explicit, text=text)
+    if any(p.is_error for p in problems):
+        return None, problems
+    return project, problems
+
+
+def load_or_raise(path: str | os.PathLike) -> Project:
+    project, problems = load(path)
+    if project is None:
+        raise ConfigError(problems)
+    return project
+
+
+def _copy(value: Any) -> Any:
+    return json.loads(json.dumps(value)) if isinstance(value, (list, dict)) else value
+
+
+def _all_keys() -> set[str]:
+    return {o.key for o in OPTIONS}
+
+
+def _section_of_key(key: str) -> str | None:
+    for o in OPTIONS:
+        if o.key == key:
+            return o.section
+    return None
+
+
+def _did_you_mean(word: str, candidates: set[str]) -> str | None:
+    match = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+# -- value checks -------------------------------------------------------------------------
+
+
+def _type_name(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _example(opt: Option) -> str:
+    sample = opt.default if opt.default is not None else opt.example
+    return _toml_literal(sample) if sample is not None else "..."
+
+
+def check_value(opt: Option, value: Any) -> tuple[Any, tuple[str, str] | None]:
+    """Return (normalised value, None) or (None, (message, fix))."""
+    kind = opt.kind
+    want = f"`{opt.key} = {_example(opt)}`"
+    if kind in ("str", "path"):
+        if not isinstance(value, str):
+            return None, (f"must be a string, got {_type_name(value)}", f"write it in quotes, e.g. {want}")
+        if opt.choices and value not in opt.choices:
+            hint = _did_you_mean(value, set(opt.choices))
+            options = ", ".join(opt.choices)
+            fix = f'did you mean "{hint}"?' if hint else f"use one of: {options}"
+            return None, (f'"{value}" is not one of: {options}', fix)
+        if value == "" and opt.default is None:
+            return None, None
+        return value, None
+    if kind == "bool":
+        if not isinstance(value, bool):
+            return None, (f"must be true or false, got {_type_name(value)}", f"e.g. `{opt.key} = true` (no quotes)")
+        return value, None
+    if kind in ("int", "float", "auto_int"):
+        if kind == "auto_int" and value == "auto":
+            return value, None
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if kind == "float":
+            ok = ok or isinstance(value, float)
+        if not ok:
+            what = "an integer" if kind != "float" else "a number"
+            if kind == "auto_int":
+                what = 'an integer or "auto"'
+            return None, (f"must be {what}, got {_type_name(value)}", f"e.g. {want}")
+        if isinstance(value, float) and not math.isfinite(value):
+            return None, ("must be a finite number", f"e.g. {want}")
+        if opt.min is not None and value < opt.min:
+            return None, (f"{value} is below the minimum {_num(opt.min)}", f"use a value >= {_num(opt.min)}")
+        if opt.max is not None and value > opt.max:
+            return None, (f"{value} is above the maximum {_num(opt.max)}", f"use a value <= {_num(opt.max)}")
+        return (float(value) if kind == "float" else value), None
+    if kind in ("str_list", "int_list"):
+        item = str if kind == "str_list" else int
+        if not isinstance(value, list) or not all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+            what = "strings" if item is str else "integers"
+            return None, (f"must be a list of {what}", f"e.g. {want}")
+        if opt.key == "validation_resolution":
+            bad = [v for v in value if not re.fullmatch(r"\d+x\d+", v)]
+            if bad:
+                return None, (f'"{bad[0]}" is not WIDTHxHEIGHT', 'e.g. ["1024x1024", "1280x768"]')
+        return value, None
+    if kind == "prompts":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            return None, ('must be a table of name = "prompt"', '[validation.prompts] then `portrait = "a portrait"`')
+        bad = [k for k in value if not re.fullmatch(r"[A-Za-z0-9_.-]+", k)]
+        if bad:
+            return None, (f'prompt name "{bad[0]}" cannot be a file name', "use letters, digits, '-', '_' and '.'")
+        return value, None
+    if kind == "routes":
+        return _check_routes(value)
+    raise AssertionError(f"unknown kind {kind}")
+
+
+def _check_routes(value: Any) -> tuple[Any, tuple[str, str] | None]:
+    fix = "tread_config = { routes = [{ selection_ratio = 0.5, start_layer_idx = 2, end_layer_idx = -2 }] }"
+    if not isinstance(value, dict) or set(value) != {"routes"} or not isinstance(value["routes"], list):
+        return None, ("must be a table with one key, routes", fix)
+    for r in value["routes"]:
+        if not isinstance(r, dict) or set(r) != {"selection_ratio", "start_layer_idx", "end_layer_idx"}:
+            return None, ("each route needs selection_ratio, start_layer_idx and end_layer_idx", fix)
+        ratio = r["selection_ratio"]
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < 1:
+            return None, ("selection_ratio must be between 0 and 1 (exclusive)", fix)
+        if not all(isinstance(r[k], int) and not isinstance(r[k], bool) for k in ("start_layer_idx", "end_layer_idx")):
+            return None, ("layer indices must be integers", fix)
+    return value, None
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+# -- line numbers -------------------------------------------------------------------------
+
+
+class KeyLocator:
+    """Finds the line of `key = ...` inside a table, from the text itself.
+
+    tomllib reports no positions for values, so this scans table headers and key lines.
+    A key that is not written on a line of its own (dotted keys, inline tables) gets no
+    line rather than a guess.
+    """
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*(\]\]?)\s*(#.*)?$")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*')\s*=")
+
+    def __init__(self, text: str):
+        self.lines: dict[str, int] = {}
+        seen: dict[str, int] = {}
+        table = ""
+        array_index: dict[str, int] = {}
+        open_brackets = 0
+        for n, line in enumerate(text.splitlines(), start=1):
+            if open_brackets > 0:  # inside a multi-line array value
+                open_brackets += _bracket_balance(line)
+                continue
+            m = self._HEADER.match(line)
+            if m:
+                name = m[2].replace('"', "").replace("'", "").replace(" ", "")
+                if m[1] == "[[":
+                    idx = array_index.get(name, -1) + 1
+                    array_index[name] = idx
+                    table = f"{name}[{idx}]"
+                else:
+                    table = name
+                seen[table] = seen.get(table, 0) + 1
+                self.lines.setdefault(table, n)
+                continue
+            m = self._KEY.match(line)
+            if m:
+                key = m[1].strip("\"'")
+                dotted = f"{table}.{key}" if table else key
+                seen[dotted] = seen.get(dotted, 0) + 1
+                self.lines.setdefault(dotted, n)
+                open_brackets = _bracket_balance(line.split("=", 1)[1])
+        # A key seen twice (which TOML forbids anyway) has no sure line.
+        for k, count in seen.items():
+            if count > 1:
+                self.lines.pop(k, None)
+
+    def line_of(self, dotted: str | None) -> int | None:
+        if dotted is None:
+            return None
+        return self.lines.get(dotted)
+
+
+def _bracket_balance(s: str) -> int:
+    s = re.sub(r'"(?:\\.|[^"\\])*"|\'[^\']*\'', "", s)
+    s = s.split("#", 1)[0]
+    return s.count("[") + s.count("{") - s.count("]") - s.count("}")
+
+
+# -- writing ------------------------------------------------------------------------------
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over the target."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def set_values(path: str | os.PathLike, changes: dict[str, Any]) -> str:
+    """Set options ("training.learning_rate", "datasets[0].repeats", "validation.prompts.x")
+    in the file, keeping comments and layout; returns the new text. Values are checked first:
+    a bad value raises ConfigError and the file is left untouched."""
+    import tomlkit  # only writers pay for it
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / PROJECT_FILE
+    text = path.read_text(encoding="utf-8")
+    doc = tomlkit.parse(text)
+    problems = []
+    for dotted, value in changes.items():
+        target, key, opt = _edit_target(doc, dotted)
+        if opt is not None and value is not None:
+            value, err = check_value(opt, value)
+            if err:
+                problems.append(Problem(err[0], key=dotted, file=path.name, fix=err[1]))
+                continue
+        if value is None:
+            if key in target:
+                del target[key]
+        else:
+            target[key] = value
+    if problems:
+        raise ConfigError(problems)
+    new_text = tomlkit.dumps(doc)
+    atomic_write_text(path, new_text)
+    return new_text
+
+
+def _edit_target(doc: Any, dotted: str) -> tuple[Any, str, Option | None]:
+    import tomlkit
+
+    m = re.fullmatch(r"datasets\[(\d+)\]\.(\w+)", dotted)
+    if m:
+        tables = doc.get("datasets")
+        i = int(m[1])
+        if tables is None or i >= len(tables):
+            raise KeyError(f"no dataset {i} in the file")
+        from .schema import BY_DOTTED
+
+        return tables[i], m[2], BY_DOTTED.get(f"datasets.{m[2]}")
+    if dotted.startswith("validation.prompts."):
+        validation = doc.setdefault("validation", tomlkit.table())
+        prompts = validation.setdefault("prompts", tomlkit.table())
+        return prompts, dotted.split(".", 2)[2], None
+    section, key = dotted.rsplit(".", 1)
+    from .schema import BY_DOTTED
+
+    opt = BY_DOTTED.get(dotted)
+    if opt is None:
+        raise KeyError(f"unknown option {dotted}")
+    if section not in doc:
+        doc[section] = tomlkit.table()
+    return doc[section], key, opt
+
+
+def _toml_literal(value: Any) -> str:
+    """One value as TOML source (for templates and fixes)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return repr(value) if not value.is_integer() or abs(value) >= 1e16 else f"{value:.1f}"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k} = {_toml_literal(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
+    raise TypeError(type(value))
+
+
+__all__ = [
+    "PROJECT_FILE",
+    "SECTIONS",
+    "KeyLocator",
+    "Project",
+    "Section",
+    "atomic_write_text",
+    "check_value",
+    "load",
+    "load_or_raise",
+    "parse",
+    "set_values",
+]

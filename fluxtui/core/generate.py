@@ -1,0 +1,207 @@
+"""Files generated from the option schema: the commented template, docs, JSON Schema.
+
+`python -m fluxtui.core.generate` rewrites them; a test fails when one is out of date.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+from .config import _toml_literal, atomic_write_text
+from .schema import SECTIONS, Option, options_in, table_sections
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "workspace_template" / "project.toml"
+OPTIONS_DOC = ROOT / "docs" / "options.md"
+JSON_SCHEMA = ROOT / "docs" / "project.schema.json"
+
+
+def _constraint(o: Option) -> str:
+    if o.choices:
+        return "one of: " + ", ".join(o.choices)
+    parts = []
+    if o.min is not None:
+        parts.append(f">= {_fmt(o.min)}")
+    if o.max is not None:
+        parts.append(f"<= {_fmt(o.max)}")
+    if o.kind == "auto_int":
+        parts.insert(0, '"auto" or an integer')
+    return ", ".join(parts)
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+def _comment(text: str, width: int = 92) -> list[str]:
+    return ["# " + line for line in textwrap.wrap(text, width - 2)]
+
+
+def _option_lines(o: Option) -> list[str]:
+    lines = _comment(o.help)
+    constraint = _constraint(o)
+    if constraint:
+        lines.append(f"# ({constraint})")
+    if o.default is None:
+        sample = o.example if o.example is not None else ""
+        lines.append(f"# {o.key} = {_toml_literal(sample)}")
+    else:
+        lines.append(f"{o.key} = {_toml_literal(o.default)}")
+    return lines
+
+
+def template_text() -> str:
+    out = [
+        "# fluxtui project. Every option is listed with its default; edit what you need.",
+        "# `fluxtui validate .` checks this file and the datasets; docs/options.md has the details.",
+        "",
+    ]
+    for sec in table_sections():
+        out += _comment(SECTIONS[sec])
+        out.append(f"[{sec}]")
+        for o in options_in(sec):
+            if o.kind == "prompts":
+                continue
+            out += _option_lines(o)
+        out.append("")
+        if sec == "validation":
+            out += _comment(SECTIONS["validation.prompts"])
+            out.append("[validation.prompts]")
+            out.append('# portrait = "a portrait of a woman in a red coat"')
+            out.append("")
+    out += _comment(SECTIONS["datasets"] + " Copy the table to add another folder.")
+    out.append("[[datasets]]")
+    for o in options_in("datasets"):
+        if o.required:
+            out += _comment(o.help)
+            out.append(f"{o.key} = {_toml_literal(o.example)}")
+        else:
+            out += _option_lines(o)
+    out.append("")
+    return "\n".join(out)
+
+
+def options_markdown() -> str:
+    out = [
+        "# project.toml options",
+        "",
+        "Generated from `fluxtui/core/schema.py` by `python -m fluxtui.core.generate`; do not edit.",
+        "Resume: `yes` when a running training can take the change by resuming from a checkpoint",
+        "(`fluxtui run --watch` restarts it); `new run` when the change starts a new run.",
+        "",
+    ]
+    for sec in [*table_sections(), "datasets"]:
+        header = "[[datasets]]" if sec == "datasets" else f"[{sec}]"
+        out += [f"## {header}", "", SECTIONS[sec], ""]
+        out.append("| key | type | default | allowed | resume | description |")
+        out.append("|---|---|---|---|---|---|")
+        for o in options_in(sec):
+            default = "required" if o.required else ("" if o.default is None else _toml_literal(o.default))
+            allowed = _constraint(o).replace("|", "\\|")
+            resume = "yes" if o.absorbed_by_resume else "new run"
+            help_text = o.help.replace("|", "\\|")
+            out.append(f"| `{o.key}` | {o.kind} | `{default}` | {allowed} | {resume} | {help_text} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _json_type(o: Option) -> dict:
+    kind = o.kind
+    if kind in ("str", "path"):
+        s: dict = {"type": "string"}
+        if o.choices:
+            s["enum"] = list(o.choices)
+    elif kind == "bool":
+        s = {"type": "boolean"}
+    elif kind == "int":
+        s = {"type": "integer"}
+    elif kind == "float":
+        s = {"type": "number"}
+    elif kind == "auto_int":
+        s = {"oneOf": [{"type": "integer"}, {"const": "auto"}]}
+    elif kind == "str_list":
+        s = {"type": "array", "items": {"type": "string"}}
+    elif kind == "int_list":
+        s = {"type": "array", "items": {"type": "integer"}}
+    elif kind == "prompts":
+        s = {"type": "object", "additionalProperties": {"type": "string"}}
+    elif kind == "routes":
+        route = {
+            "type": "object",
+            "properties": {
+                "selection_ratio": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                "start_layer_idx": {"type": "integer"},
+                "end_layer_idx": {"type": "integer"},
+            },
+            "required": ["selection_ratio", "start_layer_idx", "end_layer_idx"],
+            "additionalProperties": False,
+        }
+        s = {
+            "type": "object",
+            "properties": {"routes": {"type": "array", "items": route}},
+            "additionalProperties": False,
+        }
+    else:
+        raise AssertionError(kind)
+    if o.kind in ("int", "float", "auto_int"):
+        target = s if "type" in s else s["oneOf"][0]
+        if o.min is not None:
+            target["minimum"] = o.min
+        if o.max is not None:
+            target["maximum"] = o.max
+    s["description"] = o.help
+    if o.default is not None:
+        s["default"] = o.default
+    return s
+
+
+def json_schema() -> dict:
+    props: dict = {}
+    for sec in table_sections():
+        props[sec] = {
+            "type": "object",
+            "description": SECTIONS[sec],
+            "properties": {o.key: _json_type(o) for o in options_in(sec)},
+            "additionalProperties": False,
+        }
+    ds = options_in("datasets")
+    props["datasets"] = {
+        "type": "array",
+        "description": SECTIONS["datasets"],
+        "items": {
+            "type": "object",
+            "properties": {o.key: _json_type(o) for o in ds},
+            "required": [o.key for o in ds if o.required],
+            "additionalProperties": False,
+        },
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "fluxtui project.toml",
+        "type": "object",
+        "properties": props,
+        "additionalProperties": False,
+    }
+
+
+def generated() -> dict[Path, str]:
+    return {
+        TEMPLATE: template_text(),
+        OPTIONS_DOC: options_markdown(),
+        JSON_SCHEMA: json.dumps(json_schema(), indent=2) + "\n",
+    }
+
+
+def main() -> int:
+    for path, text in generated().items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+        print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,809 @@
+"""Every option of project.toml, declared once.
+
+The TUI form, validation, the commented template, docs/options.md and the JSON Schema are
+all generated from OPTIONS. Option names follow SimpleTuner's so people can search for them.
+
+An option's `kind` says how a TOML value is checked:
+  str, path, int, float, bool, str_list, int_list, auto_int ("auto" or an int),
+  prompts (a table of name = prompt), routes (TREAD routes: a list of tables).
+`resume_safe` says whether a running training can absorb a change of it by resuming from a
+checkpoint (learning rate, steps...) or whether the change needs a new run (rank, model...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+PRECISIONS = ("no_change", "int8-quanto", "int4-quanto", "int2-quanto", "fp8-quanto", "nf4-bnb")
+
+FLAVOURS = {
+    "krea": "black-forest-labs/FLUX.1-Krea-dev",
+    "dev": "black-forest-labs/FLUX.1-dev",
+    "schnell": "black-forest-labs/FLUX.1-schnell",
+    "kontext": "black-forest-labs/FLUX.1-Kontext-dev",
+    "fluxbooru": "terminusresearch/FluxBooru-v0.3",
+    "libreflux": "jimmycarter/LibreFlux-SimpleTuner",
+    "tiny-random": "",
+}
+
+LORA_TARGETS = ("mmdit", "context", "context+ffs", "all", "all+ffs", "tiny", "nano")
+
+OPTIMIZERS = {
+    # optimizer name -> the importable package that provides it (None: torch itself)
+    "adamw_bf16": "optimi",
+    "optimi-lion": "optimi",
+    "optimi-stableadamw": "optimi",
+    "bnb-adamw8bit": "bitsandbytes",
+    "bnb-lion8bit-paged": "bitsandbytes",
+    "prodigy": "prodigyopt",
+    "torch-adamw": None,
+}
+
+LR_SCHEDULERS = (
+    "constant",
+    "constant_with_warmup",
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+)
+
+SECTIONS = {
+    "project": "What this workspace is called.",
+    "model": "Which Flux model to train on and how its weights are held in memory.",
+    "lora": "The LoRA adapter that training produces.",
+    "training": "The optimisation: batch, steps, optimizer, flow-matching schedule, checkpoints.",
+    "validation": "Sample images made during training.",
+    "validation.prompts": "A prompt library: name = prompt. The name becomes the image's file name.",
+    "memory": "Options that trade speed for VRAM.",
+    "hardware": "Processes, GPUs and machines (accelerate).",
+    "logging": "Experiment trackers.",
+    "hub": "Uploading the finished LoRA to the Hugging Face hub (uses your `hf auth login`).",
+    "text_embeds": "The text-embedding cache.",
+    "datasets": "One [[datasets]] table per image folder.",
+}
+
+# Sections whose options a resumed run can absorb unless an option says otherwise.
+_RESUME_SAFE_SECTIONS = {"training", "validation", "logging", "hub", "text_embeds", "project"}
+
+
+@dataclass(frozen=True)
+class Option:
+    section: str
+    key: str
+    kind: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    required: bool = False
+    example: Any = None  # shown (commented out) in the template when default is None
+    resume_safe: bool | None = None  # None: from the section
+    extra_values: tuple[str, ...] = field(default=())  # sentinels allowed besides the kind
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.section}.{self.key}"
+
+    @property
+    def absorbed_by_resume(self) -> bool:
+        if self.resume_safe is not None:
+            return self.resume_safe
+        return self.section in _RESUME_SAFE_SECTIONS
+
+
+def _o(section: str, key: str, kind: str, default: Any, help: str, **kw: Any) -> Option:
+    return Option(section, key, kind, default, help, **kw)
+
+
+OPTIONS: tuple[Option, ...] = (
+    # -- project ---------------------------------------------------------------------------
+    _o("project", "name", "str", "my-flux-lora", "Name used for outputs, the model card and trackers."),
+    # -- model -----------------------------------------------------------------------------
+    _o(
+        "model",
+        "model_flavour",
+        "str",
+        "krea",
+        "Base model: krea, dev, schnell (fast schedule), kontext, fluxbooru (needs real CFG), "
+        "libreflux (needs T5 masking), or tiny-random (toy size, random weights, for tests).",
+        choices=tuple(FLAVOURS),
+    ),
+    _o(
+        "model",
+        "pretrained_model_name_or_path",
+        "str",
+        None,
+        "Hub id or local folder of the whole pipeline; empty means the flavour's own repo.",
+        example="black-forest-labs/FLUX.1-dev",
+    ),
+    _o(
+        "model",
+        "pretrained_vae_model_name_or_path",
+        "str",
+        None,
+        "Hub id or local folder for the VAE; empty means the pipeline's own.",
+    ),
+    _o(
+        "model",
+        "pretrained_transformer_model_name_or_path",
+        "str",
+        None,
+        "Hub id or local folder for the transformer; empty means the pipeline's own.",
+    ),
+    _o(
+        "model",
+        "pretrained_transformer_subfolder",
+        "str",
+        "transformer",
+        'Subfolder of the transformer inside its repo; "none" means the repo root.',
+    ),
+    _o(
+        "model",
+        "random_weights",
+        "bool",
+        False,
+        "Build the flavour's real architecture with random weights: measure VRAM and speed "
+        "before downloading 24 GB. The LoRA it makes is useless.",
+    ),
+    _o(
+        "model",
+        "base_model_precision",
+        "str",
+        "int8-quanto",
+        "How the frozen transformer is held: no_change (bf16), int8/int4/int2/fp8-quanto, "
+        "nf4-bnb. int8 ~18G, int4 ~13G, nf4 ~9G at 512 px.",
+        choices=PRECISIONS,
+    ),
+    _o(
+        "model",
+        "text_encoder_1_precision",
+        "str",
+        "no_change",
+        "Precision of the CLIP text encoder while the text cache is built.",
+        choices=PRECISIONS,
+    ),
+    _o(
+        "model",
+        "text_encoder_2_precision",
+        "str",
+        "int8-quanto",
+        "Precision of the T5 text encoder while the text cache is built.",
+        choices=PRECISIONS,
+    ),
+    _o(
+        "model",
+        "quantize_via",
+        "str",
+        "accelerator",
+        "Where quantisation happens: accelerator (fast) or cpu (avoids OOM at start on <= 16G "
+        "cards; needs ~50 GB system RAM for full-size models).",
+        choices=("accelerator", "cpu"),
+    ),
+    _o(
+        "model",
+        "base_model_default_dtype",
+        "str",
+        "bf16",
+        "dtype of the weights that are not quantised.",
+        choices=("bf16", "fp32"),
+    ),
+    _o(
+        "model",
+        "tokenizer_max_length",
+        "int",
+        None,
+        "T5 sequence length; empty means the flavour's (512 for dev/krea, 256 for schnell).",
+        min=16,
+        max=512,
+        example=512,
+    ),
+    # -- lora ------------------------------------------------------------------------------
+    _o(
+        "lora",
+        "lora_type",
+        "str",
+        "standard",
+        "standard (peft LoRA) or lycoris (LoKr).",
+        choices=("standard", "lycoris"),
+    ),
+    _o("lora", "lora_rank", "int", 16, "LoRA rank: capacity of the adapter.", min=1, max=1024),
+    _o(
+        "lora",
+        "lora_alpha",
+        "float",
+        None,
+        "LoRA alpha; empty means the same as lora_rank (scale 1.0).",
+        min=0.0,
+        example=16,
+    ),
+    _o("lora", "lora_dropout", "float", 0.0, "Dropout on the LoRA path.", min=0.0, max=1.0),
+    _o(
+        "lora",
+        "flux_lora_target",
+        "str",
+        "all",
+        "Layers that get an adapter: mmdit, context, context+ffs, all, all+ffs (largest, "
+        "ComfyUI may not load it), tiny, nano.",
+        choices=LORA_TARGETS,
+    ),
+    _o(
+        "lora",
+        "lora_init_type",
+        "str",
+        "default",
+        "Initialisation of the LoRA weights. loftq cannot be used with a quanto base.",
+        choices=("default", "gaussian", "loftq", "olora", "pissa"),
+    ),
+    _o(
+        "lora",
+        "lokr_factor",
+        "int",
+        16,
+        "LoKr decomposition factor (lora_type = lycoris only).",
+        min=-1,
+        max=1024,
+    ),
+    _o(
+        "lora",
+        "init_lora",
+        "path",
+        None,
+        "Start from this LoRA file (.safetensors) instead of a fresh adapter.",
+        example="outputs/previous/lora/pytorch_lora_weights.safetensors",
+    ),
+    _o(
+        "lora",
+        "lora_format",
+        "str",
+        "diffusers",
+        "Also export the final LoRA in ComfyUI's key format (comfyui) besides diffusers'.",
+        choices=("diffusers", "comfyui"),
+        resume_safe=True,
+    ),
+    # -- training --------------------------------------------------------------------------
+    _o("training", "train_batch_size", "int", 1, "Images per step per process.", min=1, max=256),
+    _o(
+        "training",
+        "gradient_accumulation_steps",
+        "int",
+        1,
+        "Steps whose gradients are summed before one optimizer update.",
+        min=1,
+        max=1024,
+    ),
+    _o(
+        "training",
+        "max_train_steps",
+        "int",
+        1000,
+        "Optimizer updates to run; 0 means use num_train_epochs.",
+        min=0,
+    ),
+    _o(
+        "training",
+        "num_train_epochs",
+        "int",
+        0,
+        "Epochs to run when max_train_steps is 0.",
+        min=0,
+    ),
+    _o(
+        "training",
+        "learning_rate",
+        "float",
+        1e-4,
+        "Peak learning rate. Standard LoRA: 1e-5 .. 1e-3.",
+        min=0.0,
+        max=1.0,
+    ),
+    _o("training", "lr_scheduler", "str", "constant_with_warmup", "Learning-rate schedule.", choices=LR_SCHEDULERS),
+    _o("training", "lr_warmup_steps", "int", 100, "Steps of linear warmup.", min=0),
+    _o("training", "max_grad_norm", "float", 1.0, "Clip gradients to this norm; 0 turns clipping off.", min=0.0),
+    _o("training", "seed", "int", 42, "Random seed for data order, noise and timesteps.", min=0),
+    _o(
+        "training",
+        "mixed_precision",
+        "str",
+        "bf16",
+        "Autocast precision on GPUs; `no` (fp32) is used on CPUs whatever this says.",
+        choices=("bf16", "fp16", "no"),
+        resume_safe=False,
+    ),
+    _o(
+        "training",
+        "gradient_checkpointing",
+        "bool",
+        True,
+        "Recompute activations in the backward pass: much less VRAM, ~20% slower.",
+    ),
+    _o(
+        "training",
+        "gradient_checkpointing_interval",
+        "int",
+        1,
+        "Checkpoint every n-th transformer block (1 = all; higher = faster, more VRAM).",
+        min=1,
+        max=57,
+    ),
+    _o(
+        "training",
+        "optimizer",
+        "str",
+        "adamw_bf16",
+        "Optimizer; each comes from its own package (torch-optimi, bitsandbytes, prodigyopt).",
+        choices=tuple(OPTIMIZERS),
+        resume_safe=False,
+    ),
+    _o("training", "adam_beta1", "float", 0.9, "First moment decay.", min=0.0, max=1.0),
+    _o("training", "adam_beta2", "float", 0.999, "Second moment decay.", min=0.0, max=1.0),
+    _o("training", "adam_weight_decay", "float", 1e-2, "Decoupled weight decay.", min=0.0, max=1.0),
+    _o("training", "adam_epsilon", "float", 1e-8, "Numerical epsilon of Adam-style optimizers.", min=0.0),
+    _o(
+        "training",
+        "flow_schedule_shift",
+        "float",
+        3.0,
+        "Fixed timestep shift s: sigma' = s*sigma / (1 + (s-1)*sigma). Higher favours noisier "
+        "timesteps (composition), lower favours detail.",
+        min=0.0,
+        max=100.0,
+    ),
+    _o(
+        "training",
+        "flow_schedule_auto_shift",
+        "bool",
+        False,
+        "Shift by resolution instead (1024 px -> ~3.16, 512 px -> ~1.88). Excludes a fixed shift.",
+    ),
+    _o(
+        "training",
+        "flux_fast_schedule",
+        "bool",
+        False,
+        "schnell's fast schedule (switched on by itself for schnell).",
+    ),
+    _o(
+        "training",
+        "flux_guidance_value",
+        "float",
+        1.0,
+        "Guidance given to the transformer in training; 1.0 keeps the dev distillation, "
+        "3.5-4.5 re-introduces CFG (validation then needs real CFG).",
+        min=0.0,
+        max=100.0,
+    ),
+    _o(
+        "training",
+        "flux_attention_masked_training",
+        "bool",
+        False,
+        "Mask T5 padding tokens in attention (libreflux needs it).",
+        resume_safe=False,
+    ),
+    _o(
+        "training",
+        "tread_config",
+        "routes",
+        None,
+        "TREAD token routing: { routes = [{ selection_ratio = 0.5, start_layer_idx = 2, "
+        "end_layer_idx = -2 }] }; negative indices count from the last block.",
+        example={"routes": [{"selection_ratio": 0.5, "start_layer_idx": 2, "end_layer_idx": -2}]},
+    ),
+    _o(
+        "training",
+        "attention_mechanism",
+        "str",
+        "sdpa",
+        "Attention kernel: sdpa or sageattention (needs the sageattention package and CUDA).",
+        choices=("sdpa", "sageattention"),
+    ),
+    _o(
+        "training",
+        "torch_compile",
+        "bool",
+        False,
+        "torch.compile the transformer: int8-quanto + compile is the fastest on big cards; nf4 cannot be compiled.",
+    ),
+    _o(
+        "training",
+        "vae_batch_size",
+        "int",
+        4,
+        "Images the VAE encodes at once while caching latents.",
+        min=1,
+        max=256,
+    ),
+    _o(
+        "training",
+        "checkpointing_steps",
+        "int",
+        500,
+        "Save a resumable checkpoint every n steps; 0 means only at the end.",
+        min=0,
+    ),
+    _o(
+        "training",
+        "checkpoints_total_limit",
+        "int",
+        3,
+        "Keep at most this many checkpoints (oldest removed first); 0 keeps all.",
+        min=0,
+    ),
+    _o(
+        "training",
+        "resume_from_checkpoint",
+        "str",
+        "latest",
+        "latest, none, or a path to a checkpoint folder.",
+    ),
+    # -- validation ------------------------------------------------------------------------
+    _o(
+        "validation",
+        "validation_prompt",
+        "str",
+        "a photo of a cat",
+        "Prompt for the validation images (besides [validation.prompts]).",
+    ),
+    _o(
+        "validation",
+        "validation_steps",
+        "int",
+        100,
+        "Make validation images every n steps; 0 turns validation off.",
+        min=0,
+    ),
+    _o(
+        "validation",
+        "validation_resolution",
+        "str_list",
+        ["1024x1024"],
+        'Sizes to render, as "WxH" strings.',
+    ),
+    _o(
+        "validation",
+        "validation_guidance",
+        "float",
+        3.0,
+        "Distilled guidance given to the transformer when sampling.",
+        min=0.0,
+        max=100.0,
+    ),
+    _o(
+        "validation",
+        "validation_guidance_real",
+        "float",
+        1.0,
+        "Real classifier-free guidance; > 1 runs a second, negative pass (needed after "
+        "training with flux_guidance_value > 1, and for fluxbooru).",
+        min=1.0,
+        max=100.0,
+    ),
+    _o(
+        "validation",
+        "validation_negative_prompt",
+        "str",
+        "blurry, cropped, ugly",
+        "Negative prompt, used only with real CFG.",
+    ),
+    _o(
+        "validation",
+        "validation_num_inference_steps",
+        "int",
+        20,
+        "Sampling steps per validation image.",
+        min=1,
+        max=200,
+    ),
+    _o("validation", "validation_seed", "int", 42, "Seed of the validation noise.", min=0),
+    _o(
+        "validation",
+        "prompts",
+        "prompts",
+        {},
+        "Prompt library: name = prompt.",
+        example={"portrait": "a portrait of a woman in a red coat"},
+    ),
+    # -- memory ----------------------------------------------------------------------------
+    _o(
+        "memory",
+        "offload_during_startup",
+        "bool",
+        False,
+        "Keep the text encoders on the CPU while the VAE caches latents.",
+    ),
+    _o("memory", "vae_enable_tiling", "bool", False, "Encode/decode large images in tiles."),
+    _o(
+        "memory",
+        "enable_group_offload",
+        "bool",
+        False,
+        "Stream transformer blocks between CPU and GPU (diffusers group offload).",
+    ),
+    _o(
+        "memory",
+        "group_offload_type",
+        "str",
+        "block_level",
+        "Offload granularity.",
+        choices=("block_level", "leaf_level"),
+    ),
+    _o(
+        "memory",
+        "group_offload_blocks_per_group",
+        "int",
+        1,
+        "Blocks moved together (block_level only).",
+        min=1,
+    ),
+    _o(
+        "memory",
+        "group_offload_use_stream",
+        "bool",
+        False,
+        "Overlap transfers with compute on a CUDA stream (CUDA only).",
+    ),
+    _o(
+        "memory",
+        "group_offload_to_disk_path",
+        "path",
+        None,
+        "Offload to this folder on disk instead of system RAM.",
+        example="/tmp/fluxtui-offload",
+    ),
+    _o(
+        "memory",
+        "enable_model_cpu_offload",
+        "bool",
+        False,
+        "Move whole models to the CPU when not in use (excludes group offload).",
+    ),
+    # -- hardware --------------------------------------------------------------------------
+    _o(
+        "hardware",
+        "num_processes",
+        "auto_int",
+        "auto",
+        'Training processes; "auto" means one per visible GPU (1 without GPUs).',
+        min=1,
+        max=1024,
+        resume_safe=False,
+    ),
+    _o(
+        "hardware",
+        "gpu_ids",
+        "int_list",
+        [],
+        "GPUs to use (sets CUDA_VISIBLE_DEVICES); empty means all.",
+        resume_safe=False,
+    ),
+    _o("hardware", "num_machines", "int", 1, "Machines taking part.", min=1, resume_safe=False),
+    _o("hardware", "machine_rank", "int", 0, "This machine's rank (0 is the main one).", min=0, resume_safe=False),
+    _o(
+        "hardware",
+        "main_process_ip",
+        "str",
+        "127.0.0.1",
+        "Address of machine 0 (several machines only).",
+        resume_safe=False,
+    ),
+    _o(
+        "hardware",
+        "main_process_port",
+        "int",
+        29500,
+        "Port of machine 0 (several machines only).",
+        min=1,
+        max=65535,
+        resume_safe=False,
+    ),
+    _o(
+        "hardware",
+        "accelerate_config",
+        "path",
+        None,
+        "An accelerate config file (DeepSpeed, FSDP); passed through to accelerate launch.",
+        example="accelerate.yaml",
+        resume_safe=False,
+    ),
+    # -- logging ---------------------------------------------------------------------------
+    _o(
+        "logging",
+        "report_to",
+        "str",
+        "none",
+        "Tracker: none, tensorboard (under outputs/<run>/tensorboard) or wandb.",
+        choices=("none", "tensorboard", "wandb"),
+    ),
+    _o("logging", "tracker_project_name", "str", None, "Tracker project; empty means the project name."),
+    # -- hub -------------------------------------------------------------------------------
+    _o("hub", "push_to_hub", "bool", False, "Upload the final LoRA with a model card."),
+    _o("hub", "hub_model_id", "str", None, "Repo to upload to, e.g. you/my-flux-lora.", example="you/my-flux-lora"),
+    _o("hub", "hub_private", "bool", True, "Create the repo as private."),
+    # -- text_embeds -----------------------------------------------------------------------
+    _o(
+        "text_embeds",
+        "cache_dir",
+        "path",
+        "cache/text",
+        "Where text embeddings are cached (relative to the workspace).",
+        resume_safe=False,
+    ),
+    _o(
+        "text_embeds",
+        "write_batch_size",
+        "int",
+        128,
+        "Captions encoded per batch while caching.",
+        min=1,
+    ),
+    # -- datasets (one table per entry) ----------------------------------------------------
+    _o(
+        "datasets",
+        "id",
+        "str",
+        None,
+        "Unique name of this dataset (used in cache paths).",
+        required=True,
+        example="my-images",
+    ),
+    _o("datasets", "type", "str", "local", "Where the images are: local.", choices=("local",)),
+    _o(
+        "datasets",
+        "instance_data_dir",
+        "path",
+        None,
+        "Folder of images (relative to the workspace or absolute).",
+        required=True,
+        example="datasets/my-images",
+    ),
+    _o(
+        "datasets",
+        "resolution",
+        "float",
+        1024,
+        "Target size; its meaning depends on resolution_type.",
+        min=0.0,
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "resolution_type",
+        "str",
+        "pixel_area",
+        "pixel: shorter edge in px; area: megapixels; pixel_area: edge^2 as megapixels.",
+        choices=("pixel", "area", "pixel_area"),
+        resume_safe=False,
+    ),
+    _o("datasets", "crop", "bool", False, "Crop to the bucket's size instead of resizing only.", resume_safe=False),
+    _o(
+        "datasets",
+        "crop_aspect",
+        "str",
+        "square",
+        "square: everything in bucket 1.0; preserve/closest/random: aspect buckets.",
+        choices=("square", "preserve", "random", "closest"),
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "crop_style",
+        "str",
+        "center",
+        "Where crops are taken.",
+        choices=("random", "center", "corner"),
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "minimum_image_size",
+        "float",
+        None,
+        "Leave out smaller images (same unit as resolution); they are listed and counted.",
+        min=0.0,
+        example=512,
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "maximum_image_size",
+        "float",
+        None,
+        "Images larger than this are first downsampled to target_downsample_size.",
+        min=0.0,
+        example=2048,
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "target_downsample_size",
+        "float",
+        None,
+        "Size that images above maximum_image_size are downsampled to.",
+        min=0.0,
+        example=1536,
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "caption_strategy",
+        "str",
+        "textfile",
+        "filename (stem, underscores as spaces), textfile (<stem>.txt, one caption per line) or instanceprompt.",
+        choices=("filename", "textfile", "instanceprompt"),
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "instance_prompt",
+        "str",
+        None,
+        "Caption for every image when caption_strategy = instanceprompt.",
+        example="a photo of sks dog",
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "repeats",
+        "int",
+        0,
+        "Extra passes over this dataset per epoch (0 = seen once).",
+        min=0,
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "probability",
+        "float",
+        1.0,
+        "Relative chance that a batch comes from this dataset.",
+        min=0.0,
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "is_regularisation_data",
+        "bool",
+        False,
+        "Train towards the base model's own prediction (adapter off) on these images.",
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "mask_data_dir",
+        "path",
+        None,
+        "Folder of masks named like the images; white = full loss weight, black = none.",
+        example="datasets/my-images-masks",
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "cache_dir_vae",
+        "path",
+        None,
+        "Latent cache folder; empty means cache/vae/<id>.",
+        resume_safe=False,
+    ),
+    _o("datasets", "disabled", "bool", False, "Leave this dataset out.", resume_safe=False),
+)
+
+BY_DOTTED: dict[str, Option] = {o.dotted: o for o in OPTIONS}
+
+
+def options_in(section: str) -> list[Option]:
+    return [o for o in OPTIONS if o.section == section]
+
+
+def table_sections() -> list[str]:
+    """Sections written as [section] tables (datasets is an array, prompts a sub-table)."""
+    return [s for s in SECTIONS if s not in ("datasets", "validation.prompts")]
+
+
+def option(dotted: str) -> Option:
+    """Look up an option by 'section.key' or 'datasets[i].key'."""
+    if dotted.startswith("datasets["):
+        dotted = "datasets." + dotted.split("].", 1)[1]
+    return BY_DOTTED[dotted]
