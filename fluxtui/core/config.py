@@ -141,7 +141,7 @@ def _check(doc: dict, text: str, path: Path) -> tuple[Project | None, list[Probl
             raw = {}
         values = {}
         known = {o.key: o for o in options_in(sec)}
-        for key, value in raw.items():
+        for key in raw:
             if key not in known:
                 hint = _did_you_mean(key, set(known))
                 elsewhere = _section_of_key(key)
