@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import PROJECT_FILE, atomic_write_text, set_values
+from .generate import template_text
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "workspace_template"
 DEMO_IMAGES = 24
@@ -80,15 +81,16 @@ def init(path: str | Path, *, demo: bool = False) -> Workspace:
     ws.root.mkdir(parents=True, exist_ok=True)
     for sub in ("datasets", "cache", "outputs"):
         (ws.root / sub).mkdir(exist_ok=True)
-    for item in TEMPLATE_DIR.iterdir():
-        if item.name == PROJECT_FILE:
-            continue
-        dest = ws.root / item.name
-        if item.is_dir():
-            shutil.copytree(item, dest, dirs_exist_ok=True)
-        elif not dest.exists():
-            shutil.copy2(item, dest)
-    text = (TEMPLATE_DIR / PROJECT_FILE).read_text(encoding="utf-8")
+    if TEMPLATE_DIR.is_dir():  # extra template files (a source checkout); project.toml comes from the schema
+        for item in TEMPLATE_DIR.iterdir():
+            dest = ws.root / item.name
+            if item.name == PROJECT_FILE or dest.exists():
+                continue
+            if item.is_dir():
+                shutil.copytree(item, dest)
+            else:
+                shutil.copy2(item, dest)
+    text = template_text()  # identical to workspace_template/project.toml (a test checks it)
     if demo:
         _write_demo_dataset(ws.datasets_dir / "shapes")
         atomic_write_text(ws.project_file, text.replace('"my-images"', '"shapes"', 2))
