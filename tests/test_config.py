@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -80,7 +80,7 @@ def test_key_in_the_wrong_section_says_where_it_belongs(tmp_path):
 
 
 def test_unknown_section_and_dataset_key(tmp_path):
-    _, problems = config.load(write(tmp_path, MINIMAL + 'resoluton = 512\n[modle]\nx = 1\n'))
+    _, problems = config.load(write(tmp_path, MINIMAL + "resoluton = 512\n[modle]\nx = 1\n"))
     keys = {p.key: p for p in problems}
     assert "resolution" in keys["datasets[0].resoluton"].fix
     assert keys["datasets[0].resoluton"].line == 7
@@ -100,7 +100,7 @@ def test_unknown_section_and_dataset_key(tmp_path):
         ('[training]\noptimizer = "sgd"', "training.optimizer", "is not one of"),
         ('[validation]\nvalidation_resolution = ["1024"]', "validation.validation_resolution", "WIDTHxHEIGHT"),
         ('[hardware]\nnum_processes = "many"', "hardware.num_processes", 'an integer or "auto"'),
-        ('[training]\ntread_config = { routes = [{ selection_ratio = 2 }] }', "training.tread_config", "each route"),
+        ("[training]\ntread_config = { routes = [{ selection_ratio = 2 }] }", "training.tread_config", "each route"),
     ],
 )
 def test_bad_values_are_problems_with_key_line_and_fix(tmp_path, line, key, words):
@@ -198,11 +198,7 @@ def test_config_hash_changes_with_values(tmp_path):
 # -- fuzzing: nothing but our own problems, ever ----------------------------------------------
 
 _values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=True)
-    | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=6,
 )

@@ -24,7 +24,10 @@ def loaded_after(code: str) -> set[str]:
     ("code", "forbidden"),
     [
         ("import fluxtui.cli", (*HEAVY, "textual")),
-        ("import fluxtui.core.config, fluxtui.core.schema, fluxtui.core.workspace, fluxtui.core.events", (*HEAVY, "textual")),
+        (
+            "import fluxtui.core.config, fluxtui.core.schema, fluxtui.core.workspace, fluxtui.core.events",
+            (*HEAVY, "textual"),
+        ),
         ("import fluxtui.commands.validate, fluxtui.commands.estimate, fluxtui.commands.init", (*HEAVY, "textual")),
     ],
 )

@@ -18,6 +18,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
 import tomllib
 
 from .problems import ConfigError, Problem

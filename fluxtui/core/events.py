@@ -112,5 +112,8 @@ class EventReader:
 
 
 def read_all(path: Path) -> list[dict]:
-    reader = EventReader(Path(path), max_bytes=1 << 62)
-    return reader.poll()
+    reader = EventReader(Path(path))
+    events: list[dict] = []
+    while batch := reader.poll():
+        events += batch
+    return events
