@@ -23,8 +23,6 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
-import tomllib
-
 from .problems import ConfigError, Problem
 from .schema import OPTIONS, SECTIONS, Option, options_in, table_sections
 
