@@ -1,0 +1,607 @@
+"""Scan dataset folders: sizes from image headers, captions, aspect buckets, the size rule.
+
+The scan never decodes pixels (core/imagesize.py reads headers) and keeps what it learned in
+`<workspace>/cache/scan/<dataset-id>.json`, keyed by (relative path, size, mtime_ns): a
+second scan only lists the folder and stats the files. The trainer builds its dataset from
+these reports, so what `fluxtui validate` counts is what training uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import imagesize
+from .config import Project, Section, atomic_write_text
+from .imagesize import IMAGE_EXTENSIONS
+from .problems import Problem
+from .rules import problem_at, process_count, visible_gpu_count
+
+CACHE_VERSION = 1
+ALIGN = 64  # target sides are multiples of this (VAE 8x, 2x2 packing, and headroom)
+SHOWN = 5  # file names quoted in one problem message
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DatasetReport",
+    "ImageInfo",
+    "SkippedFile",
+    "cache_file",
+    "process_count",
+    "scan_dataset",
+    "scan_project",
+    "target_size",
+    "visible_gpu_count",
+]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    path: Path  # absolute
+    width: int  # as displayed: EXIF orientations 5-8 swapped
+    height: int
+    captions: tuple[str, ...]  # per caption_strategy; textfile: one caption per non-empty line
+    target: tuple[int, int]  # training size (w, h): sides multiples of 64
+    bucket: float  # aspect w/h of target rounded to 2 decimals; 1.0 with crop_aspect = "square"
+    mask: Path | None = None  # from mask_data_dir (same relative name), if any
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+
+@dataclass
+class DatasetReport:
+    index: int  # position in project.datasets (keys are datasets[index].*)
+    id: str
+    folder: Path
+    images: list[ImageInfo] = field(default_factory=list)  # usable images, sorted by path
+    skipped: list[SkippedFile] = field(default_factory=list)
+    buckets: dict[float, list[ImageInfo]] = field(default_factory=dict)  # sorted by aspect
+    uncaptioned: list[Path] = field(default_factory=list)  # usable images that fell back to the file name
+    batches_per_epoch: int = 0  # micro-batches one process runs per epoch (all buckets, repeats included)
+    problems: list[Problem] = field(default_factory=list)
+    processes: int = 1
+    gradient_accumulation_steps: int = 1
+
+    @property
+    def captioned(self) -> int:
+        return len(self.images) - len(self.uncaptioned)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer updates per epoch from this dataset alone."""
+        return math.ceil(self.batches_per_epoch / max(1, self.gradient_accumulation_steps))
+
+    def to_json(self, relative_to: Path | None = None) -> dict:
+        def rel(p: Path) -> str:
+            return _display(p, relative_to)
+
+        return {
+            "index": self.index,
+            "id": self.id,
+            "folder": rel(self.folder),
+            "images": len(self.images),
+            "captioned": self.captioned,
+            "uncaptioned": [rel(p) for p in self.uncaptioned],
+            "buckets": [
+                {"aspect": aspect, "images": len(items), "target": list(_common_target(items))}
+                for aspect, items in self.buckets.items()
+            ],
+            "batches_per_epoch": self.batches_per_epoch,
+            "steps_per_epoch": self.steps_per_epoch,
+            "processes": self.processes,
+            "skipped": [{"path": rel(s.path), "reason": s.reason} for s in self.skipped],
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+def _common_target(items: list[ImageInfo]) -> tuple[int, int]:
+    return Counter(i.target for i in items).most_common(1)[0][0] if items else (0, 0)
+
+
+def _display(path: Path, base: Path | None) -> str:
+    if base is not None:
+        try:
+            return Path(path).relative_to(base).as_posix()
+        except ValueError:
+            pass
+    return str(path)
+
+
+# -- sizes ------------------------------------------------------------------------------------
+
+
+def _align(x: float) -> int:
+    return max(ALIGN, math.floor(x / ALIGN + 0.5) * ALIGN)
+
+
+def _area_px(value: float, resolution_type: str) -> float:
+    """Pixel area meant by a size in the dataset's unit (area: megapixels; else an edge)."""
+    return value * 1e6 if resolution_type == "area" else value * value
+
+
+def _measure(width: int, height: int, resolution_type: str) -> float:
+    """An image's size in the dataset's unit: shorter edge, megapixels, or sqrt(area)."""
+    if resolution_type == "pixel":
+        return min(width, height)
+    if resolution_type == "area":
+        return width * height / 1e6
+    return math.sqrt(width * height)
+
+
+def _scale_to(width: float, height: float, size: float, resolution_type: str) -> tuple[float, float]:
+    """Resize keeping the aspect so that the image measures `size` in the dataset's unit."""
+    aspect = width / height
+    if resolution_type == "pixel":
+        return (size, size / aspect) if width <= height else (size * aspect, size)
+    area = _area_px(size, resolution_type)
+    return math.sqrt(area * aspect), math.sqrt(area / aspect)
+
+
+def target_size(width: int, height: int, ds: Section) -> tuple[int, int]:
+    """Training size (w, h) of an image, sides multiples of 64: resolution in its unit,
+    square or aspect-preserving, after the maximum_image_size downsample."""
+    kind = ds.resolution_type
+    resolution = max(float(ds.resolution or 0), 1e-6)
+    if ds.crop_aspect == "square":
+        edge = _align(math.sqrt(_area_px(resolution, kind)) if kind != "pixel" else resolution)
+        return edge, edge
+    w, h = float(max(1, width)), float(max(1, height))
+    big, down = ds.maximum_image_size, ds.target_downsample_size
+    if big and down and _measure(w, h, kind) > big:
+        w, h = (max(1.0, round(v)) for v in _scale_to(w, h, down, kind))
+    tw, th = _scale_to(w, h, resolution, kind)
+    return _align(tw), _align(th)
+
+
+def bucket_of(target: tuple[int, int], ds: Section) -> float:
+    return 1.0 if ds.crop_aspect == "square" else round(target[0] / target[1], 2)
+
+
+def too_small(width: int, height: int, ds: Section) -> str | None:
+    """Why an image is below minimum_image_size (in the resolution's unit), or None."""
+    m = ds.minimum_image_size
+    if not m:
+        return None
+    kind = ds.resolution_type
+    if kind == "pixel" and min(width, height) < m:
+        return f"smaller than minimum_image_size ({width}x{height} < {m:g})"
+    if kind == "area" and width * height / 1e6 < m:
+        return f"smaller than minimum_image_size ({width}x{height} = {width * height / 1e6:.2f} MP < {m:g} MP)"
+    if kind == "pixel_area" and width * height < m * m:
+        return f"smaller than minimum_image_size ({width}x{height} < {m:g}x{m:g} px of area)"
+    return None
+
+
+# -- walking the folder -----------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    rel: str  # posix path relative to the dataset folder
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class _Listing:
+    images: list[_Entry] = field(default_factory=list)
+    texts: dict[str, _Entry] = field(default_factory=dict)  # relative stem -> caption file
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (rel path, reason)
+    unreadable_dirs: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _walk(folder: Path, skip_dirs: set[str], want_texts: bool) -> _Listing:
+    """List image files (and caption files) under folder, following directory links once
+    each: a link back up the tree (a loop) is skipped, never walked forever. Hidden files and
+    folders (a leading dot) are skipped."""
+    out = _Listing()
+    root = str(folder)
+    seen = set()
+    try:
+        st = os.stat(root)
+        seen.add((st.st_dev, st.st_ino))
+    except OSError:
+        return out
+    stack = [("", root)]
+    while stack:
+        rel_dir, path = stack.pop()
+        try:
+            with os.scandir(path) as it:
+                entries = list(it)
+        except OSError as e:
+            out.unreadable_dirs.append((rel_dir or ".", _os_reason(e)))
+            continue
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            rel = rel_dir + name
+            try:
+                is_dir = entry.is_dir()
+            except OSError:  # a link to itself (ELOOP), permissions
+                is_dir = False
+            if is_dir:
+                try:
+                    st = entry.stat()
+                except OSError:
+                    continue
+                ident = (st.st_dev, st.st_ino)
+                if ident in seen or os.path.realpath(entry.path) in skip_dirs:
+                    continue
+                seen.add(ident)
+                stack.append((rel + "/", entry.path))
+                continue
+            stem, ext = os.path.splitext(rel)
+            ext = ext.lower()
+            is_image = ext in IMAGE_EXTENSIONS
+            if not (is_image or (want_texts and ext == ".txt")):
+                continue
+            try:
+                st = entry.stat()
+            except OSError as e:
+                if is_image:
+                    out.unreadable.append((rel, _os_reason(e)))
+                continue
+            item = _Entry(rel, entry.path, st.st_size, st.st_mtime_ns)
+            if is_image:
+                out.images.append(item)
+            else:
+                out.texts[stem] = item
+    out.images.sort(key=lambda e: e.rel)
+    return out
+
+
+def _os_reason(e: OSError) -> str:
+    import errno
+
+    if e.errno == errno.ELOOP:
+        return "cannot read: symlink loop"
+    if e.errno == errno.ENOENT:
+        return "cannot read: broken link"
+    return f"cannot read: {e.strerror or e}"
+
+
+# -- the metadata cache -----------------------------------------------------------------------
+
+
+def cache_file(project: Project, dataset_id: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", dataset_id) or "dataset"
+    return _workspace(project) / "cache" / "scan" / f"{safe}.json"
+
+
+def _workspace(project: Project) -> Path:
+    return Path(os.path.abspath(project.workspace))
+
+
+class _Cache:
+    """(relative path, size, mtime_ns) -> header facts; rewritten only when it changed."""
+
+    def __init__(self, path: Path | None, folder: Path):
+        self.path, self.folder = path, str(folder)
+        self.images: dict[str, list] = {}
+        self.captions: dict[str, list] = {}
+        self.dirty = False
+        if path is None:
+            return
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("version") == CACHE_VERSION and data.get("folder") == self.folder:
+                self.images, self.captions = data["images"], data["captions"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # no cache or an unreadable one: scan cold
+        self._old_keys = (len(self.images), len(self.captions))
+        self.used_images: dict[str, list] = {}
+        self.used_captions: dict[str, list] = {}
+
+    def header(self, e: _Entry) -> imagesize.Header:
+        hit = self.images.get(e.rel)
+        if hit is not None and hit[0] == e.size and hit[1] == e.mtime_ns:
+            header = imagesize.Header(hit[2], hit[3], "", hit[4])
+        else:
+            header = _read(e)
+            hit = [e.size, e.mtime_ns, header.width, header.height, header.reason]
+            self.dirty = True
+        # Read errors (permissions, links) may go away without the file changing: not cached.
+        if self.path is not None and not (header.reason or "").startswith("cannot read"):
+            self.used_images[e.rel] = hit
+        return header
+
+    def captions_of(self, e: _Entry) -> tuple[str, ...]:
+        hit = self.captions.get(e.rel)
+        if hit is not None and hit[0] == e.size and hit[1] == e.mtime_ns:
+            lines = tuple(hit[2])
+        else:
+            lines = _read_captions(e.path)
+            hit = [e.size, e.mtime_ns, list(lines)]
+            self.dirty = True
+        if self.path is not None:
+            self.used_captions[e.rel] = hit
+        return lines
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        if not self.dirty and (len(self.used_images), len(self.used_captions)) == self._old_keys:
+            return  # nothing new, nothing removed
+        data = {
+            "version": CACHE_VERSION,
+            "folder": self.folder,
+            "images": self.used_images,
+            "captions": self.used_captions,
+        }
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path, json.dumps(data, separators=(",", ":")))
+        except OSError:
+            pass  # a read-only workspace scans cold every time; nothing breaks
+
+
+def _read(e: _Entry) -> imagesize.Header:
+    try:
+        return imagesize.read_header(e.path, e.size)
+    except OSError as err:
+        return imagesize.Header(reason=_os_reason(err))
+
+
+def _read_captions(path: str) -> tuple[str, ...]:
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return ()
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+# -- scanning ---------------------------------------------------------------------------------
+
+
+def scan_project(project: Project) -> tuple[list[DatasetReport], list[Problem]]:
+    """Scan every active (not disabled) dataset. Returns the reports and all their problems."""
+    reports = [scan_dataset(project, i) for i, d in enumerate(project.datasets) if not d.disabled]
+    return reports, [p for r in reports for p in r.problems]
+
+
+def scan_dataset(project: Project, index: int, *, cache: bool = True) -> DatasetReport:
+    ds = project.datasets[index]
+    key = f"datasets[{index}]"
+    workspace = _workspace(project)
+    folder = Path(os.path.abspath(project.resolve(ds.instance_data_dir or ".")))
+    report = DatasetReport(index=index, id=str(ds.id), folder=folder)
+    shown = _display(folder, workspace)
+
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        report.problems.append(
+            problem_at(
+                project,
+                f"dataset `{ds.id}`: {shown} {what}",
+                f"{key}.instance_data_dir",
+                fix=f"create {shown} and put images in it, or set instance_data_dir to your image folder",
+            )
+        )
+        return report
+
+    masks_folder = Path(os.path.abspath(project.resolve(ds.mask_data_dir))) if ds.mask_data_dir else None
+    skip_dirs = {os.path.realpath(workspace / sub) for sub in ("cache", "outputs", ".fluxtui")}
+    if masks_folder is not None:
+        skip_dirs.add(os.path.realpath(masks_folder))
+    skip_dirs.discard(os.path.realpath(folder))
+    listing = _walk(folder, skip_dirs, want_texts=ds.caption_strategy == "textfile")
+    store = _Cache(cache_file(project, str(ds.id)) if cache else None, folder)
+
+    for rel, reason in listing.unreadable:
+        report.skipped.append(SkippedFile(folder / rel, reason))
+    for rel, reason in listing.unreadable_dirs:
+        report.problems.append(
+            problem_at(
+                project,
+                f"dataset `{ds.id}`: folder {rel} cannot be read ({reason})",
+                f"{key}.instance_data_dir",
+                severity="warning",
+                fix="fix its permissions, or move it out of the dataset",
+            )
+        )
+
+    masks = _mask_index(masks_folder, skip_dirs) if masks_folder is not None and masks_folder.is_dir() else {}
+    unmasked = 0
+    for e in listing.images:
+        path = folder / e.rel
+        if e.size == 0:
+            report.skipped.append(SkippedFile(path, imagesize.ZERO_BYTES))
+            continue
+        header = store.header(e)
+        reason = header.reason or too_small(header.width, header.height, ds)
+        if reason:
+            report.skipped.append(SkippedFile(path, reason))
+            continue
+        stem = os.path.splitext(e.rel)[0]
+        captions = _captions(ds, stem, listing, store)
+        if not captions:
+            report.uncaptioned.append(path)
+            captions = (_filename_caption(stem),)
+        target = target_size(header.width, header.height, ds)
+        mask = masks.get(stem)
+        if masks_folder is not None and mask is None:
+            unmasked += 1
+        report.images.append(
+            ImageInfo(path, header.width, header.height, captions, target, bucket_of(target, ds), mask)
+        )
+    store.save()
+    report.skipped.sort(key=lambda s: s.path)
+
+    buckets: dict[float, list[ImageInfo]] = {}
+    for info in report.images:
+        buckets.setdefault(info.bucket, []).append(info)
+    report.buckets = dict(sorted(buckets.items()))
+
+    report.problems += _file_problems(project, report, listing, shown, masks_folder, unmasked)
+    report.problems += _size_rule(project, report)
+    return report
+
+
+def _captions(ds: Section, stem: str, listing: _Listing, store: _Cache) -> tuple[str, ...]:
+    strategy = ds.caption_strategy
+    if strategy == "instanceprompt":
+        return (ds.instance_prompt,) if ds.instance_prompt else ()
+    if strategy == "textfile":
+        entry = listing.texts.get(stem)
+        if entry is None or entry.size == 0:
+            return ()
+        return store.captions_of(entry)
+    return (_filename_caption(stem),)
+
+
+def _filename_caption(stem: str) -> str:
+    return os.path.basename(stem).replace("_", " ").strip()
+
+
+def _mask_index(masks_folder: Path, skip_dirs: set[str]) -> dict[str, Path]:
+    listing = _walk(masks_folder, skip_dirs - {os.path.realpath(masks_folder)}, want_texts=False)
+    index: dict[str, Path] = {}
+    for e in listing.images:
+        if e.size:
+            index.setdefault(os.path.splitext(e.rel)[0], masks_folder / e.rel)
+    return index
+
+
+def _names(paths: list[Path], folder: Path) -> str:
+    names = [_display(p, folder) for p in paths[:SHOWN]]
+    more = len(paths) - SHOWN
+    return ", ".join(names) + (f" (+{more} more)" if more > 0 else "")
+
+
+def _file_problems(
+    project: Project,
+    report: DatasetReport,
+    listing: _Listing,
+    shown: str,
+    masks_folder: Path | None,
+    unmasked: int,
+) -> list[Problem]:
+    ds = project.datasets[report.index]
+    key = f"datasets[{report.index}]"
+    out = []
+    found = len(listing.images) + len(listing.unreadable)
+    if found == 0:
+        exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+        out.append(
+            problem_at(
+                project,
+                f"dataset `{ds.id}`: no images in {shown} (looked for {exts})",
+                f"{key}.instance_data_dir",
+                fix=f"put your training images in {shown}, or point instance_data_dir at them",
+            )
+        )
+        return out
+    if report.skipped:
+        reasons = Counter(_reason_class(s.reason) for s in report.skipped)
+        summary = ", ".join(f"{n} {r}" for r, n in reasons.most_common())
+        listed = "; ".join(f"{_display(s.path, report.folder)}: {s.reason}" for s in report.skipped[:SHOWN])
+        more = len(report.skipped) - SHOWN
+        if more > 0:
+            listed += f"; +{more} more"
+        severity = "error" if not report.images else "warning"
+        lead = "no usable images" if not report.images else "left out"
+        out.append(
+            problem_at(
+                project,
+                f"dataset `{ds.id}`: {lead}: {len(report.skipped)} of {found} image files ({summary}): {listed}",
+                f"{key}.instance_data_dir",
+                severity=severity,
+                fix="replace or remove these files"
+                + (" (or lower minimum_image_size)" if "smaller than minimum_image_size" in reasons else ""),
+            )
+        )
+    if report.uncaptioned and ds.caption_strategy == "textfile":
+        out.append(
+            problem_at(
+                project,
+                f"dataset `{ds.id}`: {len(report.uncaptioned)} of {len(report.images)} images have no caption "
+                f"(.txt missing or empty) and use their file name instead: {_names(report.uncaptioned, report.folder)}",
+                f"{key}.caption_strategy",
+                severity="warning",
+                fix='write a <name>.txt next to each image (one caption per line), or caption_strategy = "filename"',
+            )
+        )
+    if masks_folder is not None:
+        mask_shown = _display(masks_folder, _workspace(project))
+        if not masks_folder.is_dir():
+            out.append(
+                problem_at(
+                    project,
+                    f"dataset `{ds.id}`: mask folder {mask_shown} does not exist",
+                    f"{key}.mask_data_dir",
+                    fix="create it with one mask per image (same name), or remove mask_data_dir",
+                )
+            )
+        elif unmasked:
+            out.append(
+                problem_at(
+                    project,
+                    f"dataset `{ds.id}`: {unmasked} of {len(report.images)} images have no mask in {mask_shown}; "
+                    "they train with full loss weight",
+                    f"{key}.mask_data_dir",
+                    severity="warning",
+                    fix="add a mask with the same name as the image (white = full weight)",
+                )
+            )
+    return out
+
+
+def _reason_class(reason: str) -> str:
+    return reason.split(" (", 1)[0].split(":", 1)[0]
+
+
+def _size_rule(project: Project, report: DatasetReport) -> list[Problem]:
+    """Per bucket: images x (repeats + 1) >= batch x accumulation x processes, and the
+    batches one process runs per epoch (a short last batch is filled from its bucket)."""
+    ds = project.datasets[report.index]
+    t = project.training
+    processes = process_count(project)
+    report.processes = processes
+    report.gradient_accumulation_steps = t.gradient_accumulation_steps
+    per_step = t.train_batch_size * processes
+    needed = per_step * t.gradient_accumulation_steps
+    passes = ds.repeats + 1
+    report.batches_per_epoch = sum(math.ceil(len(items) * passes / per_step) for items in report.buckets.values())
+
+    short = {a: items for a, items in report.buckets.items() if len(items) * passes < needed}
+    if not short:
+        return []
+    fixes_all = max(math.ceil(needed / len(items)) - 1 for items in short.values())
+    auto = " (auto)" if project.hardware.num_processes == "auto" else ""
+    why = (
+        f"train_batch_size {t.train_batch_size} x gradient_accumulation_steps {t.gradient_accumulation_steps} "
+        f"x {processes} process{'es' if processes != 1 else ''}{auto}"
+    )
+    out = []
+    for aspect, items in short.items():
+        n = len(items)
+        fix_repeats = math.ceil(needed / n) - 1
+        tw, th = _common_target(items)
+        fix = f"set repeats = {fix_repeats}"
+        if len(short) > 1 and fixes_all != fix_repeats:
+            fix += f" ({fixes_all} fills every bucket)"
+        fix += ", add images of this shape"
+        if ds.crop_aspect != "square":
+            fix += ', or use crop_aspect = "square"'
+        out.append(
+            problem_at(
+                project,
+                f"dataset `{ds.id}`, bucket {aspect:g} ({tw}x{th}): {n} image{'s' if n != 1 else ''} x "
+                f"(repeats {ds.repeats} + 1) = {n * passes} < {needed} needed per optimizer step ({why})",
+                f"datasets[{report.index}].repeats",
+                fix=fix,
+            )
+        )
+    return out
