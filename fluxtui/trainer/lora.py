@@ -1,0 +1,376 @@
+"""The trainable adapter: peft LoRA (or LyCORIS LoKr) on the frozen Flux transformer, and its
+file formats.
+
+- ``add_lora`` freezes the transformer, adds the adapter on the preset's layers and returns the
+  trainable parameters. Adapter weights are kept in fp32 whatever the base is (bf16, quanto,
+  NF4): they are a few hundred MB at most, and fp32 master weights train best.
+- ``lora_state_dict`` / ``save_lora``: diffusers format, keys ``transformer.<module>.lora_A.weight``,
+  loadable by ``FluxPipeline.load_lora_weights``; the LoraConfig (rank, alpha) rides along in the
+  safetensors metadata as diffusers writes it. ``comfyui=True`` adds a kohya-format copy
+  (``lora_unet_double_blocks_0_img_attn_qkv...``), see ``comfyui.py``.
+- ``load_lora_state`` restores a state dict from ``lora_state_dict`` (resume).
+- ``set_adapter_enabled`` switches the adapter off for regularisation targets.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .models import ModelLoadError
+from .quantise import is_quantised
+
+__all__ = [
+    "COMFYUI_FILE",
+    "LORA_FILE",
+    "LoraError",
+    "add_lora",
+    "load_lora_file",
+    "load_lora_state",
+    "lora_state_dict",
+    "save_lora",
+    "set_adapter_enabled",
+    "target_modules",
+]
+
+LORA_FILE = "pytorch_lora_weights.safetensors"
+COMFYUI_FILE = "pytorch_lora_weights_comfyui.safetensors"
+ADAPTER = "default"
+PREFIX = "transformer."
+
+# Where add_lora leaves what later calls need, on the transformer itself (set with
+# object.__setattr__ so that nn.Module does not register it as a submodule).
+_STATE_ATTR = "_fluxtui_adapter"
+
+
+class LoraError(ModelLoadError):
+    """A LoRA option cannot be honoured; ``message`` names the option and the fix."""
+
+
+class _AdapterState:
+    def __init__(self, kind: str, config: Any = None, network: Any = None):
+        self.kind = kind  # "standard" or "lycoris"
+        self.config = config  # peft LoraConfig
+        self.network = network  # lycoris network
+        # PiSSA/OLoRA move part of the base weights into the adapter at init. The saved LoRA
+        # must apply to the *original* base: keep the initial adapter to convert on save.
+        self.initial: dict[str, torch.Tensor] | None = None
+
+
+def _state(transformer: Any) -> _AdapterState:
+    state = getattr(transformer, _STATE_ATTR, None)
+    if state is None:
+        raise RuntimeError("this transformer has no fluxtui adapter; call add_lora first")
+    return state
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def target_modules(names: list[str], preset: str) -> list[str]:
+    """Full module names that get an adapter for ``preset`` (see SPEC.md: LoRA)."""
+    try:
+        from fluxtui.core.lora_targets import lora_target_modules
+    except ImportError:  # until core/lora_targets.py lands
+        return _fallback_targets(names, preset)
+    return lora_target_modules(names, preset)
+
+
+# TEMPORARY: replaced by fluxtui.core.lora_targets (the one declaration of the presets).
+_MMDIT = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0")
+_CONTEXT = ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out")
+_CONTEXT_FFS = ("ff_context.net.0.proj", "ff_context.net.2")
+_FFS = ("ff.net.0.proj", "ff.net.2", *_CONTEXT_FFS, "proj_mlp", "single_transformer_blocks.*.proj_out")
+_PRESETS = {
+    "mmdit": _MMDIT,
+    "context": _CONTEXT,
+    "context+ffs": _CONTEXT + _CONTEXT_FFS,
+    "all": _MMDIT + _CONTEXT,
+    "all+ffs": _MMDIT + _CONTEXT + _FFS,
+    "tiny": ("single_transformer_blocks.7.proj_out", "single_transformer_blocks.20.proj_out"),
+    "nano": ("single_transformer_blocks.7.proj_out",),
+}
+
+
+def _fallback_targets(names: list[str], preset: str) -> list[str]:
+    import fnmatch
+
+    suffixes = _PRESETS[preset]
+    out = []
+    for name in names:
+        for suffix in suffixes:
+            if "*" in suffix:
+                if fnmatch.fnmatchcase(name, suffix) and name.count(".") == suffix.count("."):
+                    out.append(name)
+                    break
+            elif name == suffix or name.endswith("." + suffix):
+                out.append(name)
+                break
+    return out
+
+
+# --------------------------------------------------------------------------- adding
+
+
+_INIT = {"default": True, "gaussian": "gaussian", "loftq": "loftq", "olora": "olora", "pissa": "pissa"}
+
+
+def add_lora(transformer: Any, project: Any) -> list[torch.nn.Parameter]:
+    """Freeze ``transformer``, add the configured adapter, return its trainable parameters."""
+    lc = project.lora
+    transformer.requires_grad_(False)
+    names = [name for name, _ in transformer.named_modules()]
+    targets = target_modules(names, lc.flux_lora_target)
+    if not targets:
+        raise LoraError(
+            f"`lora.flux_lora_target` = {lc.flux_lora_target!r} matches no layer of this transformer "
+            f"({transformer.config.num_layers} double, {transformer.config.num_single_layers} single blocks). "
+            "Choose a preset such as all.",
+            "lora.flux_lora_target",
+        )
+    if lc.lora_type == "lycoris":
+        params = _add_lokr(transformer, project, targets)
+    else:
+        params = _add_peft(transformer, project, targets)
+    if lc.init_lora:
+        load_lora_file(transformer, project.resolve(lc.init_lora), key="lora.init_lora")
+    return params
+
+
+def _alpha(lc: Any) -> float:
+    return float(lc.lora_alpha) if lc.lora_alpha is not None else float(lc.lora_rank)
+
+
+def _add_peft(transformer: Any, project: Any, targets: list[str]) -> list[torch.nn.Parameter]:
+    from peft import LoraConfig
+
+    lc = project.lora
+    init = _INIT[lc.lora_init_type]
+    quant = is_quantised(transformer)
+    if init in ("loftq", "pissa", "olora") and quant:
+        raise LoraError(
+            f"`lora.lora_init_type` = {lc.lora_init_type!r} rewrites the base weights, which cannot be done "
+            f"on a quantised base (`model.base_model_precision` = {project.model.base_model_precision!r}). "
+            'Use lora_init_type "default" or "gaussian", or base_model_precision "no_change".',
+            "lora.lora_init_type",
+        )
+    extra: dict[str, Any] = {}
+    if init == "loftq":
+        from peft import LoftQConfig
+
+        extra["loftq_config"] = LoftQConfig(loftq_bits=4, loftq_iter=1)
+    config = LoraConfig(
+        r=lc.lora_rank,
+        lora_alpha=_alpha(lc),
+        lora_dropout=lc.lora_dropout,
+        target_modules=targets,
+        init_lora_weights=init,
+        **extra,
+    )
+    state = _AdapterState("standard", config=config)
+    if init in ("pissa", "olora", "loftq"):
+        # These decompose the base weights in place; peft needs them in float32 for the SVD/QR.
+        _upcast_targets(transformer, targets)
+    transformer.add_adapter(config, adapter_name=ADAPTER)
+    if init in ("pissa", "olora", "loftq"):
+        _downcast_targets(transformer, targets)
+    params = _adapter_params(transformer)
+    for p in params:
+        p.data = p.data.float()
+        p.requires_grad_(True)
+    if init in ("pissa", "olora", "loftq"):
+        state.initial = {k: v.detach().clone().cpu() for k, v in _raw_adapter_state(transformer).items()}
+    object.__setattr__(transformer, _STATE_ATTR, state)
+    return params
+
+
+def _upcast_targets(transformer: Any, targets: list[str]) -> None:
+    dtypes = {}
+    for name in targets:
+        mod = transformer.get_submodule(name)
+        dtypes[name] = mod.weight.dtype
+        mod.to(torch.float32)
+    object.__setattr__(transformer, "_fluxtui_base_dtypes", dtypes)
+
+
+def _downcast_targets(transformer: Any, targets: list[str]) -> None:
+    dtypes = getattr(transformer, "_fluxtui_base_dtypes", {})
+    for name in targets:
+        base = transformer.get_submodule(name).base_layer
+        base.to(dtypes.get(name, torch.float32))
+
+
+def _adapter_params(transformer: Any) -> list[torch.nn.Parameter]:
+    return [p for n, p in transformer.named_parameters() if ".lora_" in n]
+
+
+def _raw_adapter_state(transformer: Any) -> dict[str, torch.Tensor]:
+    from peft.utils import get_peft_model_state_dict
+
+    return get_peft_model_state_dict(transformer, adapter_name=ADAPTER)
+
+
+# --------------------------------------------------------------------------- LoKr
+
+
+def _add_lokr(transformer: Any, project: Any, targets: list[str]) -> list[torch.nn.Parameter]:
+    raise LoraError("lora_type = lycoris is not built yet", "lora.lora_type")
+
+
+# --------------------------------------------------------------------------- state dicts
+
+
+def lora_state_dict(transformer: Any) -> dict[str, torch.Tensor]:
+    """The adapter in diffusers format (keys start with ``transformer.``), detached, on the CPU.
+
+    For PiSSA/OLoRA/LoftQ the adapter is converted to apply to the original base weights
+    (rank doubles), so the file works with the unmodified model like any other LoRA.
+    """
+    state = _state(transformer)
+    if state.kind == "lycoris":
+        return {k: v.detach().cpu() for k, v in state.network.state_dict().items()}
+    raw = {k: v.detach().cpu() for k, v in _raw_adapter_state(transformer).items()}
+    if state.initial is not None:
+        raw = _relative_to_original(raw, state.initial)
+    return {PREFIX + k: v for k, v in raw.items()}
+
+
+def _relative_to_original(
+    current: dict[str, torch.Tensor], initial: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    # W_base' = W - s*B0@A0 was stored; W_base' + s*B@A = W + s*(B@A - B0@A0) = W + s*[B, -B0]@[A; A0].
+    out = {}
+    for key, value in current.items():
+        if ".lora_A." in key:
+            out[key] = torch.cat([value, initial[key].to(value.dtype)], dim=0)
+        elif ".lora_B." in key:
+            out[key] = torch.cat([value, -initial[key].to(value.dtype)], dim=1)
+        else:
+            out[key] = value
+    return out
+
+
+def _metadata(transformer: Any) -> dict[str, Any] | None:
+    state = _state(transformer)
+    if state.kind != "standard":
+        return None
+    meta = state.config.to_dict()
+    meta = json.loads(json.dumps(meta, default=lambda o: sorted(o) if isinstance(o, set) else str(o)))
+    if state.initial is not None:  # saved at doubled rank with the same scale
+        meta["r"] = state.config.r * 2
+        meta["lora_alpha"] = state.config.lora_alpha * 2
+    meta["init_lora_weights"] = True
+    meta.pop("loftq_config", None)
+    return meta
+
+
+def load_lora_state(transformer: Any, state_dict: dict[str, torch.Tensor]) -> None:
+    """Load a state dict from ``lora_state_dict`` into the adapter (resume)."""
+    state = _state(transformer)
+    if state.kind == "lycoris":
+        state.network.load_state_dict(state_dict)
+        return
+    from peft.utils import set_peft_model_state_dict
+
+    raw = {k.removeprefix(PREFIX): v for k, v in state_dict.items()}
+    if state.initial is not None:  # undo the rank doubling of _relative_to_original
+        r = state.config.r
+        raw = {k: (v[:r] if ".lora_A." in k else v[:, :r] if ".lora_B." in k else v) for k, v in raw.items()}
+    result = set_peft_model_state_dict(transformer, raw, adapter_name=ADAPTER)
+    unexpected = getattr(result, "unexpected_keys", None) or []
+    if unexpected:
+        raise LoraError(f"the saved adapter has layers this one does not: {unexpected[:3]}...", "lora.flux_lora_target")
+
+
+def save_lora(transformer: Any, out_dir: Path, *, comfyui: bool = False) -> list[Path]:
+    """Write ``pytorch_lora_weights.safetensors`` (+ the ComfyUI copy); return the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sd = lora_state_dict(transformer)
+    state = _state(transformer)
+    paths = [out_dir / LORA_FILE]
+    if state.kind == "lycoris":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in sd.items()}, paths[0], metadata={"format": "pt"})
+    else:
+        from diffusers.loaders import FluxLoraLoaderMixin
+
+        FluxLoraLoaderMixin.save_lora_weights(
+            out_dir,
+            transformer_lora_layers={k.removeprefix(PREFIX): v.contiguous() for k, v in sd.items()},
+            transformer_lora_adapter_metadata=_metadata(transformer),
+        )
+    if comfyui:
+        from safetensors.torch import save_file
+
+        from .comfyui import to_comfyui
+
+        alpha = _metadata(transformer) or {}
+        path = out_dir / COMFYUI_FILE
+        save_file(to_comfyui(sd, alpha=alpha.get("lora_alpha")), path, metadata={"format": "pt"})
+        paths.append(path)
+    return paths
+
+
+def load_lora_file(transformer: Any, path: Path, *, key: str = "lora.init_lora") -> None:
+    """Fill the fresh adapter from a LoRA file (diffusers, peft or kohya/ComfyUI format)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LoraError(f"`{key}`: {path} does not exist. Give the path of a .safetensors LoRA file.", key)
+    from diffusers.loaders import FluxLoraLoaderMixin
+
+    try:
+        sd, _alphas, meta = FluxLoraLoaderMixin.lora_state_dict(
+            str(path), return_alphas=True, return_lora_metadata=True
+        )
+    except Exception as exc:
+        raise LoraError(f"`{key}`: {path} is not a LoRA file diffusers can read: {exc}", key) from exc
+    sd = {k: v for k, v in sd.items() if k.startswith(PREFIX)}
+    if not sd:
+        raise LoraError(f"`{key}`: {path} holds no transformer LoRA weights.", key)
+    state = _state(transformer)
+    if state.kind != "standard":
+        raise LoraError(f"`{key}` works with lora_type = standard only.", key)
+    file_rank = next(v.shape[0] for k, v in sd.items() if ".lora_A." in k)
+    if file_rank != state.config.r:
+        raise LoraError(
+            f"`{key}`: {path.name} has rank {file_rank} but `lora.lora_rank` = {state.config.r}. "
+            f"Set lora_rank = {file_rank} to continue from it.",
+            key,
+        )
+    file_alpha = (meta or {}).get("transformer.lora_alpha") or (meta or {}).get("lora_alpha") or file_rank
+    ratio = (float(file_alpha) / file_rank) / (state.config.lora_alpha / state.config.r)
+    own = {k for k in _raw_adapter_state(transformer)}
+    raw = {}
+    for k, v in sd.items():
+        k = k.removeprefix(PREFIX)
+        if ".lora_B." in k and ratio != 1.0:
+            v = v * ratio  # same effective delta under this adapter's alpha
+        raw[k] = v
+    missing_layers = sorted({k.rsplit(".lora_", 1)[0] for k in raw} - {k.rsplit(".lora_", 1)[0] for k in own})
+    if missing_layers:
+        raise LoraError(
+            f"`{key}`: {path.name} adapts layers that `lora.flux_lora_target` does not target "
+            f"(e.g. {missing_layers[0]}). Use the preset it was trained with.",
+            key,
+        )
+    from peft.utils import set_peft_model_state_dict
+
+    set_peft_model_state_dict(transformer, raw, adapter_name=ADAPTER)
+    for p in _adapter_params(transformer):
+        p.data = p.data.float()
+
+
+def set_adapter_enabled(transformer: Any, enabled: bool) -> None:
+    """Switch the adapter on or off (off: the base model's own prediction)."""
+    state = _state(transformer)
+    if state.kind == "lycoris":
+        state.network.set_multiplier(1.0 if enabled else 0.0)
+    elif enabled:
+        transformer.enable_adapters()
+    else:
+        transformer.disable_adapters()

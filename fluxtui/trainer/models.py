@@ -1,0 +1,678 @@
+"""Load the Flux pipeline parts the trainer needs: from the hub, a local folder, or built with
+random weights; then quantise them per the project's precisions.
+
+Where things come from (``resolve_sources``, pure and offline):
+
+- ``tiny-random``: the toy pipeline that ``trainer.tiny`` builds into ``cache/models/``.
+- any other flavour: ``pretrained_model_name_or_path`` or the flavour's hub repo. The VAE and
+  the transformer can come from elsewhere (``pretrained_vae_model_name_or_path``,
+  ``pretrained_transformer_model_name_or_path``); ``pretrained_transformer_subfolder`` says
+  where the transformer sits inside its repo (``none`` = the root).
+- ``random_weights = true``: the flavour's real full-size architecture with random weights and
+  nothing downloaded (to measure VRAM and speed before a 24 GB download).
+
+Hub repos are fetched with one ``snapshot_download`` per repo, limited to the files the
+trainer uses, so that hub failures (gated, no login, offline, not found) arrive as
+huggingface_hub's own exception classes and become a ``ModelLoadError`` that names the option
+and the fix. Components are then read from local folders only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fluxtui.core.schema import FLAVOURS
+
+from .quantise import TRANSFORMER_EXCLUDE, quantise
+
+__all__ = [
+    "FULL_TRANSFORMER_CONFIG",
+    "ModelLoadError",
+    "Models",
+    "Source",
+    "Sources",
+    "encode_prompts",
+    "free_text_encoders",
+    "free_vae",
+    "load_models",
+    "resolve_sources",
+]
+
+# T5 sequence length per flavour when tokenizer_max_length is not set.
+T5_MAX_LENGTH = {
+    "krea": 512,
+    "dev": 512,
+    "kontext": 512,
+    "fluxbooru": 512,
+    "libreflux": 512,
+    "schnell": 256,
+    "tiny-random": 32,
+}
+
+# The tiny model is the *base* model: it must not change with the training seed, or every
+# seed would get its own latent and text caches.
+TINY_SEED = 0
+
+
+# --------------------------------------------------------------------------- full-size configs
+# The real FLUX.1 component configs (as published in the black-forest-labs repos), used by
+# random_weights. schnell and its de-distilled offspring have no guidance embedder.
+
+FULL_TRANSFORMER_CONFIG: dict[str, Any] = {
+    "patch_size": 1,
+    "in_channels": 64,
+    "out_channels": None,
+    "num_layers": 19,
+    "num_single_layers": 38,
+    "attention_head_dim": 128,
+    "num_attention_heads": 24,
+    "joint_attention_dim": 4096,
+    "pooled_projection_dim": 768,
+    "guidance_embeds": True,
+    "axes_dims_rope": (16, 56, 56),
+}
+NO_GUIDANCE_FLAVOURS = {"schnell", "libreflux"}
+
+FULL_VAE_CONFIG: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "block_out_channels": (128, 256, 512, 512),
+    "layers_per_block": 2,
+    "act_fn": "silu",
+    "latent_channels": 16,
+    "norm_num_groups": 32,
+    "sample_size": 1024,
+    "scaling_factor": 0.3611,
+    "shift_factor": 0.1159,
+    "use_quant_conv": False,
+    "use_post_quant_conv": False,
+    "force_upcast": True,
+}
+
+FULL_CLIP_CONFIG: dict[str, Any] = {  # openai/clip-vit-large-patch14, text tower
+    "vocab_size": 49408,
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "projection_dim": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "max_position_embeddings": 77,
+    "hidden_act": "quick_gelu",
+    "layer_norm_eps": 1e-5,
+}
+
+FULL_T5_CONFIG: dict[str, Any] = {  # google/t5-v1_1-xxl, encoder only
+    "vocab_size": 32128,
+    "d_model": 4096,
+    "d_kv": 64,
+    "d_ff": 10240,
+    "num_layers": 24,
+    "num_heads": 64,
+    "relative_attention_num_buckets": 32,
+    "relative_attention_max_distance": 128,
+    "feed_forward_proj": "gated-gelu",
+    "layer_norm_epsilon": 1e-6,
+    "is_encoder_decoder": False,
+    "use_cache": False,
+    "tie_word_embeddings": False,
+}
+
+
+def full_transformer_config(flavour: str) -> dict[str, Any]:
+    cfg = dict(FULL_TRANSFORMER_CONFIG)
+    cfg["guidance_embeds"] = flavour not in NO_GUIDANCE_FLAVOURS
+    return cfg
+
+
+# --------------------------------------------------------------------------- errors and results
+
+
+class ModelLoadError(Exception):
+    """A model could not be loaded; ``message`` says what, which option, and the fix."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.key = key
+
+
+@dataclass
+class Models:
+    transformer: Any
+    vae: Any
+    text_encoder: Any
+    text_encoder_2: Any
+    tokenizer: Any
+    tokenizer_2: Any
+    scheduler: Any
+    flavour: str
+    source: str
+    weight_dtype: torch.dtype
+    t5_max_length: int
+    has_guidance: bool
+    precisions: dict[str, str] = field(default_factory=dict)  # component -> precision used
+
+
+# --------------------------------------------------------------------------- source resolution
+
+
+@dataclass(frozen=True)
+class Source:
+    repo: str  # hub id, or an absolute local folder
+    subfolder: str | None
+    local: bool
+    key: str  # the option a failure is blamed on
+
+    def describe(self) -> str:
+        where = f"{self.repo}/{self.subfolder}" if self.subfolder else self.repo
+        return where if self.local else f"hub:{where}"
+
+
+@dataclass(frozen=True)
+class Sources:
+    pipeline: Source  # text encoders, tokenizers, scheduler (and the rest unless overridden)
+    transformer: Source
+    vae: Source
+    random_weights: bool
+    tiny: bool
+
+
+def _looks_like_path(value: str) -> bool:
+    # Hub ids are "name" or "owner/name"; anything else with path syntax is a folder.
+    return (
+        value.startswith(("/", ".", "~"))
+        or "\\" in value
+        or value.count("/") > 1
+        or (len(value) > 1 and value[1] == ":")
+    )
+
+
+def _source(project: Any, value: str, key: str, subfolder: str | None) -> Source:
+    path = project.resolve(value)
+    if path.is_dir():
+        return Source(str(path.resolve()), subfolder, True, key)
+    if _looks_like_path(value) or path.exists():
+        raise ModelLoadError(
+            f"`{key}` = {value!r}: the folder {path} does not exist. Fix the path (relative paths "
+            "are relative to the workspace) or give a hub id such as black-forest-labs/FLUX.1-dev.",
+            key,
+        )
+    return Source(value, subfolder, False, key)
+
+
+def _has_config(src: Source, sub: str | None) -> bool:
+    folder = Path(src.repo) / sub if sub else Path(src.repo)
+    return (folder / "config.json").is_file()
+
+
+def resolve_sources(project: Any, *, tiny_root: Path | None = None) -> Sources:
+    """Where each component comes from, without touching the network or building anything.
+
+    ``tiny_root`` is the folder tiny-random lives in (default ``<workspace>/cache/models``).
+    """
+    m = project.model
+    flavour = m.model_flavour
+    if flavour not in FLAVOURS:
+        raise ModelLoadError(
+            f"`model.model_flavour` = {flavour!r} is not a known flavour; choose from {', '.join(FLAVOURS)}.",
+            "model.model_flavour",
+        )
+    explicit = getattr(project, "explicit", set())
+    sub_value = m.pretrained_transformer_subfolder
+    sub = None if sub_value in (None, "", "none") else sub_value
+    sub_explicit = "model.pretrained_transformer_subfolder" in explicit
+
+    tiny = flavour == "tiny-random" and not m.pretrained_model_name_or_path
+    if tiny:
+        root = Path(tiny_root) if tiny_root else project.workspace / "cache" / "models"
+        pipeline = Source(str(root / f"tiny-{TINY_SEED}"), None, True, "model.model_flavour")
+    elif m.pretrained_model_name_or_path:
+        pipeline = _source(project, m.pretrained_model_name_or_path, "model.pretrained_model_name_or_path", None)
+    else:
+        pipeline = Source(FLAVOURS[flavour], None, False, "model.model_flavour")
+
+    if m.pretrained_transformer_model_name_or_path:
+        key = "model.pretrained_transformer_model_name_or_path"
+        transformer = _source(project, m.pretrained_transformer_model_name_or_path, key, sub)
+        # A local folder that is a bare transformer (config.json at its root) needs no subfolder
+        # unless the user named one.
+        if (
+            transformer.local
+            and not sub_explicit
+            and not _has_config(transformer, sub)
+            and _has_config(transformer, None)
+        ):
+            transformer = Source(transformer.repo, None, True, key)
+    else:
+        key = "model.pretrained_transformer_subfolder" if sub_explicit else pipeline.key
+        transformer = Source(pipeline.repo, sub, pipeline.local, key)
+
+    if m.pretrained_vae_model_name_or_path:
+        key = "model.pretrained_vae_model_name_or_path"
+        vae = _source(project, m.pretrained_vae_model_name_or_path, key, None)
+        if vae.local and not _has_config(vae, None) and _has_config(vae, "vae"):
+            vae = Source(vae.repo, "vae", True, key)
+    else:
+        vae = Source(pipeline.repo, "vae", pipeline.local, pipeline.key)
+
+    random_weights = bool(m.random_weights) and not tiny
+    return Sources(pipeline, transformer, vae, random_weights, tiny)
+
+
+# --------------------------------------------------------------------------- hub access
+
+
+def _hub_error(exc: BaseException, src: Source) -> ModelLoadError:
+    """Turn a huggingface_hub failure into a message that names the option and the fix."""
+    from huggingface_hub import errors as hf
+
+    repo, key = src.repo, src.key
+    page = f"https://huggingface.co/{repo}"
+    if isinstance(exc, hf.GatedRepoError):
+        msg = (
+            f"{repo} is a gated model and the hub refused the download. Accept its licence on "
+            f"{page} with your account, then log in on this machine with `hf auth login` "
+            f"(the option at fault: `{key}`)."
+        )
+    elif isinstance(exc, hf.RepositoryNotFoundError):
+        msg = (
+            f"`{key}` = {repo!r}: the hub has no such repository, or it is private and you are "
+            "not logged in. Check the id (owner/name), or run `hf auth login` if it is private."
+        )
+    elif isinstance(exc, hf.RevisionNotFoundError):
+        msg = f"`{key}` = {repo!r}: the revision asked for does not exist on the hub."
+    elif isinstance(exc, hf.LocalEntryNotFoundError):
+        offline = _offline()
+        why = (
+            "HF_HUB_OFFLINE is set, so the hub is not asked"
+            if offline
+            else "the hub could not be reached (no network?)"
+        )
+        msg = (
+            f"`{key}` = {repo!r}: {why}, and the model is not in the local hub cache. "
+            + (
+                "Unset HF_HUB_OFFLINE (or set it to 0) to download it, "
+                if offline
+                else "Connect this machine to the internet to download it once, "
+            )
+            + "or point the option at a local folder that holds the model."
+        )
+    elif isinstance(exc, hf.HfHubHTTPError):
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status in (401, 403):
+            msg = (
+                f"`{key}` = {repo!r}: the hub refused access (HTTP {status}). Log in with "
+                f"`hf auth login`, and accept the licence on {page} if the model is gated."
+            )
+        else:
+            msg = f"`{key}` = {repo!r}: the hub answered with an error: {_first_line(exc)}"
+    elif isinstance(exc, hf.HFValidationError):
+        msg = f"`{key}` = {repo!r} is neither an existing folder nor a valid hub id (owner/name)."
+    else:
+        msg = f"`{key}` = {repo!r}: download failed: {_first_line(exc)}"
+    return ModelLoadError(msg, key)
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0]
+
+
+def _hub_patterns(sources: Sources) -> dict[str, tuple[Source, list[str]]]:
+    """Files to fetch per hub repo: only what the trainer loads (never the 23 GB single files)."""
+    wanted: dict[str, tuple[Source, list[str]]] = {}
+
+    def add(src: Source, patterns: list[str]) -> None:
+        if src.local:
+            return
+        entry = wanted.setdefault(src.repo, (src, []))
+        entry[1].extend(p for p in patterns if p not in entry[1])
+
+    def folder(sub: str | None) -> list[str]:
+        if sub:
+            return [f"{sub}/*.json", f"{sub}/*.safetensors", f"{sub}/*.txt", f"{sub}/*.model"]
+        return ["config.json", "*.safetensors.index.json", "diffusion_pytorch_model*.safetensors"]
+
+    add(
+        sources.pipeline,
+        ["model_index.json"]
+        + [
+            p
+            for sub in ("scheduler", "tokenizer", "tokenizer_2", "text_encoder", "text_encoder_2")
+            for p in folder(sub)
+        ],
+    )
+    add(sources.transformer, folder(sources.transformer.subfolder))
+    add(sources.vae, folder(sources.vae.subfolder))
+    return wanted
+
+
+def _download(sources: Sources, log: Callable[[str], None]) -> Sources:
+    """Fetch hub repos into the hub cache; return the same sources pointing at local folders."""
+    from huggingface_hub import snapshot_download
+
+    local: dict[str, str] = {}
+    for repo, (src, patterns) in _hub_patterns(sources).items():
+        log(f"fetching {repo} from the hub (or the local hub cache)")
+        try:
+            local[repo] = snapshot_download(repo, allow_patterns=patterns)
+        except Exception as exc:  # huggingface_hub raises many classes; each gets a message
+            raise _hub_error(exc, src) from exc
+
+    def swap(src: Source) -> Source:
+        return Source(local[src.repo], src.subfolder, True, src.key) if not src.local else src
+
+    return Sources(
+        swap(sources.pipeline), swap(sources.transformer), swap(sources.vae), sources.random_weights, sources.tiny
+    )
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _weight_dtype(project: Any, device: torch.device) -> torch.dtype:
+    if device.type == "cpu" or project.model.base_model_default_dtype == "fp32":
+        return torch.float32
+    return torch.bfloat16
+
+
+def _check_folder(src: Source, what: str) -> Path:
+    folder = Path(src.repo) / src.subfolder if src.subfolder else Path(src.repo)
+    if not (folder / "config.json").is_file():
+        hint = ""
+        if what == "transformer":
+            hint = (
+                " Set `model.pretrained_transformer_subfolder` to the folder that holds the "
+                'transformer\'s config.json ("none" for the root).'
+            )
+        raise ModelLoadError(f"no {what} found: {folder} has no config.json (option `{src.key}`).{hint}", src.key)
+    return folder
+
+
+def _from_pretrained(load: Callable[[], Any], src: Source, what: str) -> Any:
+    try:
+        return load()
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelLoadError(
+            f"could not load the {what} from {src.describe()} (option `{src.key}`): {_first_line(exc)}", src.key
+        ) from exc
+
+
+def _load_transformer(src: Source, dtype: torch.dtype) -> Any:
+    from diffusers import FluxTransformer2DModel
+
+    folder = _check_folder(src, "transformer")
+    return _from_pretrained(
+        lambda: FluxTransformer2DModel.from_pretrained(folder, torch_dtype=dtype), src, "transformer"
+    )
+
+
+def _load_vae(src: Source, dtype: torch.dtype) -> Any:
+    from diffusers import AutoencoderKL
+
+    folder = _check_folder(src, "VAE")
+    return _from_pretrained(lambda: AutoencoderKL.from_pretrained(folder, torch_dtype=dtype), src, "VAE")
+
+
+def _load_text_parts(src: Source, dtype: torch.dtype) -> dict[str, Any]:
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
+
+    root = Path(src.repo)
+    parts: dict[str, Any] = {}
+    loaders: list[tuple[str, Callable[[Path], Any]]] = [
+        ("text_encoder", lambda p: CLIPTextModel.from_pretrained(p, dtype=dtype)),
+        ("text_encoder_2", lambda p: T5EncoderModel.from_pretrained(p, dtype=dtype)),
+        ("tokenizer", lambda p: CLIPTokenizer.from_pretrained(p)),
+        ("tokenizer_2", lambda p: T5TokenizerFast.from_pretrained(p)),
+        ("scheduler", lambda p: FlowMatchEulerDiscreteScheduler.from_pretrained(p)),
+    ]
+    for name, load in loaders:
+        folder = root / name
+        if not folder.is_dir():
+            raise ModelLoadError(
+                f"{root} has no {name}/ folder: `{src.key}` must name a whole Flux pipeline "
+                "(model_index.json, transformer/, vae/, text_encoder/, text_encoder_2/, tokenizers, scheduler).",
+                src.key,
+            )
+        parts[name] = _from_pretrained(lambda load=load, folder=folder: load(folder), src, name)
+    return parts
+
+
+@contextlib.contextmanager
+def _born_on(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
+    """Construct modules directly on ``device`` in ``dtype``.
+
+    Parameters are allocated and initialised where they will live, so a full-size model never
+    has a second copy in host RAM (and never an fp32 copy at all).
+    """
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _build_on(device: torch.device, dtype: torch.dtype, make: Callable[[], Any], seed: int) -> Any:
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        with _born_on(device, dtype):
+            module = make()
+    return module.eval()
+
+
+def _random_models(flavour: str, device: torch.device, dtype: torch.dtype, tokenizer: Any) -> dict[str, Any]:
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    clip_cfg = CLIPTextConfig(
+        **FULL_CLIP_CONFIG,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    t5_cfg = T5Config(**FULL_T5_CONFIG, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    return {
+        "transformer": _build_on(device, dtype, lambda: FluxTransformer2DModel(**full_transformer_config(flavour)), 1),
+        "vae": _build_on(device, dtype, lambda: AutoencoderKL(**FULL_VAE_CONFIG), 2),
+        "text_encoder": _build_on(device, dtype, lambda: CLIPTextModel(clip_cfg), 3),
+        "text_encoder_2": _build_on(device, dtype, lambda: T5EncoderModel(t5_cfg), 4),
+    }
+
+
+def _place_and_quantise(
+    module: Any, precision: str, *, device: torch.device, via: str, name: str, log: Callable[[str], None]
+) -> Any:
+    """Move ``module`` to ``device``, quantising on the CPU first (via=cpu) or on ``device``."""
+    module.requires_grad_(False)
+    exclude = TRANSFORMER_EXCLUDE if name == "transformer" else ()
+    if precision == "no_change":
+        return module.to(device)
+    if via == "cpu":
+        module.to("cpu")
+        log(f"quantising the {name} to {precision} on the CPU")
+        quantise(module, precision, exclude=exclude)
+        return module.to(device)
+    module.to(device)
+    log(f"quantising the {name} to {precision} on {device}")
+    quantise(module, precision, exclude=exclude)
+    return module
+
+
+def load_models(project: Any, *, device: torch.device, log: Callable[[str], None] = print) -> Models:
+    """Load (or build) every component, quantised per the project, on ``device``.
+
+    The transformer is frozen (requires_grad False); ``lora.add_lora`` adds the trainable part.
+    Raises ``ModelLoadError`` for every failure a user can fix.
+    """
+    device = torch.device(device)
+    m = project.model
+    flavour = m.model_flavour
+    dtype = _weight_dtype(project, device)
+    tiny_root = project.workspace / "cache" / "models"
+    sources = resolve_sources(project, tiny_root=tiny_root)
+
+    with _quiet_loading():
+        return _load(project, device=device, log=log, sources=sources, tiny_root=tiny_root, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """transformers draws a "Loading weights" bar per model: noise in a trainer log."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _load(
+    project: Any,
+    *,
+    device: torch.device,
+    log: Callable[[str], None],
+    sources: Sources,
+    tiny_root: Path,
+    dtype: torch.dtype,
+) -> Models:
+    from .tiny import ensure_tiny_flux
+
+    m = project.model
+    flavour = m.model_flavour
+    if sources.tiny:
+        log("building the tiny-random Flux model (toy size, random weights: learns shapes and colours only)")
+        ensure_tiny_flux(tiny_root, seed=TINY_SEED)
+
+    if sources.random_weights:
+        log(f"building {flavour}'s full-size architecture with RANDOM weights (nothing is downloaded)")
+        tiny_dir = ensure_tiny_flux(tiny_root, seed=TINY_SEED)
+        from diffusers import FlowMatchEulerDiscreteScheduler
+        from transformers import CLIPTokenizer, T5TokenizerFast
+
+        tokenizer = CLIPTokenizer.from_pretrained(tiny_dir / "tokenizer")
+        tokenizer_2 = T5TokenizerFast.from_pretrained(tiny_dir / "tokenizer_2")
+        scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(tiny_dir / "scheduler")
+        # quantize_via=cpu builds on the CPU, quantises there, then moves: never a bf16 copy on
+        # the accelerator. Otherwise everything is born on the device.
+        build_device = torch.device("cpu") if m.quantize_via == "cpu" else device
+        parts = _random_models(flavour, build_device, dtype, tokenizer)
+        parts |= {"tokenizer": tokenizer, "tokenizer_2": tokenizer_2, "scheduler": scheduler}
+        source = f"random:{flavour}"
+    else:
+        sources = _download(sources, log)
+        log(f"loading text encoders, tokenizers and scheduler from {sources.pipeline.describe()}")
+        parts = _load_text_parts(sources.pipeline, dtype)
+        log(f"loading the transformer from {sources.transformer.describe()}")
+        parts["transformer"] = _load_transformer(sources.transformer, dtype)
+        log(f"loading the VAE from {sources.vae.describe()}")
+        parts["vae"] = _load_vae(sources.vae, dtype)
+        source = m.pretrained_model_name_or_path or (sources.pipeline.repo if sources.tiny else FLAVOURS[flavour])
+
+    precisions = {
+        "transformer": m.base_model_precision,
+        "text_encoder": m.text_encoder_1_precision,
+        "text_encoder_2": m.text_encoder_2_precision,
+        "vae": "no_change",
+    }
+    for name, precision in precisions.items():
+        parts[name] = _place_and_quantise(parts[name], precision, device=device, via=m.quantize_via, name=name, log=log)
+        gc.collect()
+
+    transformer = parts["transformer"]
+    t5_max = m.tokenizer_max_length or T5_MAX_LENGTH.get(flavour, 512)
+    return Models(
+        transformer=transformer,
+        vae=parts["vae"],
+        text_encoder=parts["text_encoder"],
+        text_encoder_2=parts["text_encoder_2"],
+        tokenizer=parts["tokenizer"],
+        tokenizer_2=parts["tokenizer_2"],
+        scheduler=parts["scheduler"],
+        flavour=flavour,
+        source=str(source),
+        weight_dtype=dtype,
+        t5_max_length=int(t5_max),
+        has_guidance=bool(transformer.config.guidance_embeds),
+        precisions=precisions,
+    )
+
+
+# --------------------------------------------------------------------------- text encoding
+
+
+def _module_device(module: Any) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def encode_prompts(
+    models: Models, prompts: list[str], *, device: torch.device, max_length: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(T5 prompt embeds [B, L, D], pooled CLIP [B, D], T5 attention mask [B, L]) on ``device``.
+
+    Encoders run wherever they are (CPU when offloaded); embeds come back in weight_dtype.
+    """
+    if models.text_encoder is None or models.text_encoder_2 is None:
+        raise RuntimeError("the text encoders were freed; encode prompts before free_text_encoders()")
+    length = max_length or models.t5_max_length
+    clip_ids = models.tokenizer(
+        prompts,
+        padding="max_length",
+        max_length=models.tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+    pooled = models.text_encoder(clip_ids.to(_module_device(models.text_encoder)), output_hidden_states=False)
+    pooled = pooled.pooler_output
+
+    t5 = models.tokenizer_2(prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+    t5_device = _module_device(models.text_encoder_2)
+    embeds = models.text_encoder_2(t5.input_ids.to(t5_device), output_hidden_states=False)[0]
+    dtype = models.weight_dtype
+    return (
+        embeds.to(device=device, dtype=dtype),
+        pooled.to(device=device, dtype=dtype),
+        t5.attention_mask.to(device),
+    )
+
+
+def _release() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def free_text_encoders(models: Models) -> None:
+    """Drop both text encoders (tokenizers stay: they are tiny)."""
+    models.text_encoder = None
+    models.text_encoder_2 = None
+    _release()
+
+
+def free_vae(models: Models) -> None:
+    models.vae = None
+    _release()

@@ -1,0 +1,132 @@
+"""Optimizers and learning-rate schedules, each optimizer from its own package.
+
+| optimizer            | package        | class                                   |
+|----------------------|----------------|-----------------------------------------|
+| adamw_bf16           | torch-optimi   | optimi.AdamW, Kahan summation on        |
+| optimi-lion          | torch-optimi   | optimi.Lion                             |
+| optimi-stableadamw   | torch-optimi   | optimi.StableAdamW                      |
+| bnb-adamw8bit        | bitsandbytes   | bnb.optim.AdamW8bit                     |
+| bnb-lion8bit-paged   | bitsandbytes   | bnb.optim.PagedLion8bit                 |
+| prodigy              | prodigyopt     | prodigyopt.Prodigy                      |
+| torch-adamw          | torch          | torch.optim.AdamW                       |
+
+Notes:
+- adamw_bf16's Kahan summation only acts on bf16/fp16 parameters. fluxtui's LoRA weights are
+  fp32 (see lora.py), where it is a plain AdamW; the name is kept for SimpleTuner users.
+- prodigy estimates the step size itself: ``learning_rate`` is a multiplier on its estimate
+  and should be 1.0 (a run with 1e-4 barely moves). Bias correction and safeguarded warmup are on,
+  as recommended for diffusion models.
+- Lion uses betas (0.9, 0.99) unless adam_beta1/adam_beta2 are written in project.toml.
+- bitsandbytes keeps 32-bit state for tensors under 4096 elements (its own default).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from fluxtui.core import schema
+
+from .models import ModelLoadError
+
+__all__ = ["PIP_NAMES", "OptimizerUnavailable", "build_lr_scheduler", "build_optimizer", "optimizer_problem"]
+
+# importable package -> what to pip install
+PIP_NAMES = {"optimi": "torch-optimi", "bitsandbytes": "bitsandbytes", "prodigyopt": "prodigyopt"}
+
+LION_BETAS = (0.9, 0.99)
+
+
+class OptimizerUnavailable(ModelLoadError):
+    """The optimizer's package is not installed; ``message`` has the pip line."""
+
+
+def optimizer_problem(name: str) -> str | None:
+    """None when ``name`` can be built here, else the message to show (no torch import needed)."""
+    if name not in schema.OPTIMIZERS:
+        return f"unknown optimizer {name!r}; choose from {', '.join(schema.OPTIMIZERS)}"
+    package = schema.OPTIMIZERS[name]
+    if package is None or importlib.util.find_spec(package) is not None:
+        return None
+    pip = PIP_NAMES.get(package, package.replace("_", "-"))
+    return (
+        f"`training.optimizer` = {name!r} needs the {package} package, which is not installed. "
+        f"Install it with `pip install {pip}`, or choose another optimizer (torch-adamw needs nothing)."
+    )
+
+
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], project: Any, *, log: Callable[[str], None] | None = None
+) -> torch.optim.Optimizer:
+    t = project.training
+    name = t.optimizer
+    problem = optimizer_problem(name)
+    if problem:
+        raise OptimizerUnavailable(problem, "training.optimizer")
+    params = list(params)
+    lr = float(t.learning_rate)
+    betas = (float(t.adam_beta1), float(t.adam_beta2))
+    wd = float(t.adam_weight_decay)
+    eps = float(t.adam_epsilon)
+    explicit = getattr(project, "explicit", set())
+    lion_betas = betas if {"training.adam_beta1", "training.adam_beta2"} & explicit else LION_BETAS
+
+    if name == "adamw_bf16":
+        import optimi
+
+        return optimi.AdamW(params, lr=lr, betas=betas, weight_decay=wd, eps=eps, kahan_sum=True)
+    if name == "optimi-lion":
+        import optimi
+
+        return optimi.Lion(params, lr=lr, betas=lion_betas, weight_decay=wd)
+    if name == "optimi-stableadamw":
+        import optimi
+
+        return optimi.StableAdamW(params, lr=lr, betas=betas, weight_decay=wd, eps=eps)
+    if name == "bnb-adamw8bit":
+        import bitsandbytes as bnb
+
+        return bnb.optim.AdamW8bit(params, lr=lr, betas=betas, weight_decay=wd, eps=eps)
+    if name == "bnb-lion8bit-paged":
+        import bitsandbytes as bnb
+
+        return bnb.optim.PagedLion8bit(params, lr=lr, betas=lion_betas, weight_decay=wd)
+    if name == "prodigy":
+        import prodigyopt
+
+        if lr < 0.1 and log:
+            log(
+                f"prodigy: learning_rate = {lr:g} multiplies prodigy's own step-size estimate; "
+                "1.0 is the usual value (set training.learning_rate = 1.0)"
+            )
+        return prodigyopt.Prodigy(
+            params,
+            lr=lr,
+            betas=betas,
+            weight_decay=wd,
+            eps=eps,
+            use_bias_correction=True,
+            safeguard_warmup=True,
+        )
+    if name == "torch-adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=wd, eps=eps)
+    raise OptimizerUnavailable(f"optimizer {name!r} is declared but not built", "training.optimizer")
+
+
+def build_lr_scheduler(optimizer: torch.optim.Optimizer, project: Any, total_steps: int) -> Any:
+    """diffusers' schedule named by ``lr_scheduler`` with ``lr_warmup_steps`` of linear warmup.
+
+    ``total_steps`` counts optimizer updates (not micro-batches).
+    """
+    from diffusers.optimization import get_scheduler
+
+    t = project.training
+    return get_scheduler(
+        t.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=int(t.lr_warmup_steps),
+        num_training_steps=max(int(total_steps), 1),
+    )
