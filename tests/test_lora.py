@@ -82,7 +82,7 @@ def test_standard_lora_trains_and_switches_off(tiny):
 def test_saved_lora_loads_in_a_fresh_pipeline(tiny, tmp_path):
     from diffusers import FluxPipeline
 
-    project, models, embeds, pooled = tiny
+    project, models, _, _ = tiny
     params = add_lora(models.transformer, project)
     with torch.no_grad():
         for p in params:

@@ -524,8 +524,6 @@ def load_models(project: Any, *, device: torch.device, log: Callable[[str], None
     Raises ``ModelLoadError`` for every failure a user can fix.
     """
     device = torch.device(device)
-    m = project.model
-    flavour = m.model_flavour
     dtype = _weight_dtype(project, device)
     tiny_root = project.workspace / "cache" / "models"
     sources = resolve_sources(project, tiny_root=tiny_root)
