@@ -31,10 +31,10 @@ import torch
 
 from fluxtui.core.schema import FLAVOURS
 
+from . import architectures
 from .quantise import TRANSFORMER_EXCLUDE, quantise
 
 __all__ = [
-    "FULL_TRANSFORMER_CONFIG",
     "ModelLoadError",
     "Models",
     "Source",
@@ -60,78 +60,6 @@ T5_MAX_LENGTH = {
 # The tiny model is the *base* model: it must not change with the training seed, or every
 # seed would get its own latent and text caches.
 TINY_SEED = 0
-
-
-# --------------------------------------------------------------------------- full-size configs
-# The real FLUX.1 component configs (as published in the black-forest-labs repos), used by
-# random_weights. schnell and its de-distilled offspring have no guidance embedder.
-
-FULL_TRANSFORMER_CONFIG: dict[str, Any] = {
-    "patch_size": 1,
-    "in_channels": 64,
-    "out_channels": None,
-    "num_layers": 19,
-    "num_single_layers": 38,
-    "attention_head_dim": 128,
-    "num_attention_heads": 24,
-    "joint_attention_dim": 4096,
-    "pooled_projection_dim": 768,
-    "guidance_embeds": True,
-    "axes_dims_rope": (16, 56, 56),
-}
-NO_GUIDANCE_FLAVOURS = {"schnell", "libreflux"}
-
-FULL_VAE_CONFIG: dict[str, Any] = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "block_out_channels": (128, 256, 512, 512),
-    "layers_per_block": 2,
-    "act_fn": "silu",
-    "latent_channels": 16,
-    "norm_num_groups": 32,
-    "sample_size": 1024,
-    "scaling_factor": 0.3611,
-    "shift_factor": 0.1159,
-    "use_quant_conv": False,
-    "use_post_quant_conv": False,
-    "force_upcast": True,
-}
-
-FULL_CLIP_CONFIG: dict[str, Any] = {  # openai/clip-vit-large-patch14, text tower
-    "vocab_size": 49408,
-    "hidden_size": 768,
-    "intermediate_size": 3072,
-    "projection_dim": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "max_position_embeddings": 77,
-    "hidden_act": "quick_gelu",
-    "layer_norm_eps": 1e-5,
-}
-
-FULL_T5_CONFIG: dict[str, Any] = {  # google/t5-v1_1-xxl, encoder only
-    "vocab_size": 32128,
-    "d_model": 4096,
-    "d_kv": 64,
-    "d_ff": 10240,
-    "num_layers": 24,
-    "num_heads": 64,
-    "relative_attention_num_buckets": 32,
-    "relative_attention_max_distance": 128,
-    "feed_forward_proj": "gated-gelu",
-    "layer_norm_epsilon": 1e-6,
-    "is_encoder_decoder": False,
-    "use_cache": False,
-    "tie_word_embeddings": False,
-}
-
-
-def full_transformer_config(flavour: str) -> dict[str, Any]:
-    cfg = dict(FULL_TRANSFORMER_CONFIG)
-    cfg["guidance_embeds"] = flavour not in NO_GUIDANCE_FLAVOURS
-    return cfg
 
 
 # --------------------------------------------------------------------------- errors and results
@@ -207,6 +135,14 @@ def _source(project: Any, value: str, key: str, subfolder: str | None) -> Source
             "are relative to the workspace) or give a hub id such as black-forest-labs/FLUX.1-dev.",
             key,
         )
+    try:
+        from huggingface_hub.utils import validate_repo_id
+
+        validate_repo_id(value)
+    except ValueError:  # HFValidationError
+        raise ModelLoadError(
+            f"`{key}` = {value!r} is neither an existing folder nor a valid hub id (owner/name).", key
+        ) from None
     return Source(value, subfolder, False, key)
 
 
@@ -279,11 +215,11 @@ def _hub_error(exc: BaseException, src: Source) -> ModelLoadError:
     repo, key = src.repo, src.key
     page = f"https://huggingface.co/{repo}"
     if isinstance(exc, hf.GatedRepoError):
-        msg = (
-            f"{repo} is a gated model and the hub refused the download. Accept its licence on "
-            f"{page} with your account, then log in on this machine with `hf auth login` "
-            f"(the option at fault: `{key}`)."
-        )
+        if _logged_in():
+            fix = f"you are logged in but not granted access yet: accept the licence on {page}"
+        else:
+            fix = f"log in with `hf auth login`, and accept the licence on {page} with that account"
+        msg = f"`{key}` = {repo!r} is a gated model and the hub refused the download: {fix}."
     elif isinstance(exc, hf.RepositoryNotFoundError):
         msg = (
             f"`{key}` = {repo!r}: the hub has no such repository, or it is private and you are "
@@ -324,7 +260,16 @@ def _hub_error(exc: BaseException, src: Source) -> ModelLoadError:
 
 
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    return bool(constants.HF_HUB_OFFLINE) or env
+
+
+def _logged_in() -> bool:
+    from huggingface_hub import get_token
+
+    return get_token() is not None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -455,49 +400,6 @@ def _load_text_parts(src: Source, dtype: torch.dtype) -> dict[str, Any]:
     return parts
 
 
-@contextlib.contextmanager
-def _born_on(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
-    """Construct modules directly on ``device`` in ``dtype``.
-
-    Parameters are allocated and initialised where they will live, so a full-size model never
-    has a second copy in host RAM (and never an fp32 copy at all).
-    """
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            yield
-    finally:
-        torch.set_default_dtype(old)
-
-
-def _build_on(device: torch.device, dtype: torch.dtype, make: Callable[[], Any], seed: int) -> Any:
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        with _born_on(device, dtype):
-            module = make()
-    return module.eval()
-
-
-def _random_models(flavour: str, device: torch.device, dtype: torch.dtype, tokenizer: Any) -> dict[str, Any]:
-    from diffusers import AutoencoderKL, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
-
-    clip_cfg = CLIPTextConfig(
-        **FULL_CLIP_CONFIG,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    t5_cfg = T5Config(**FULL_T5_CONFIG, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
-    return {
-        "transformer": _build_on(device, dtype, lambda: FluxTransformer2DModel(**full_transformer_config(flavour)), 1),
-        "vae": _build_on(device, dtype, lambda: AutoencoderKL(**FULL_VAE_CONFIG), 2),
-        "text_encoder": _build_on(device, dtype, lambda: CLIPTextModel(clip_cfg), 3),
-        "text_encoder_2": _build_on(device, dtype, lambda: T5EncoderModel(t5_cfg), 4),
-    }
-
-
 def _place_and_quantise(
     module: Any, precision: str, *, device: torch.device, via: str, name: str, log: Callable[[str], None]
 ) -> Any:
@@ -575,7 +477,7 @@ def _load(
         # quantize_via=cpu builds on the CPU, quantises there, then moves: never a bf16 copy on
         # the accelerator. Otherwise everything is born on the device.
         build_device = torch.device("cpu") if m.quantize_via == "cpu" else device
-        parts = _random_models(flavour, build_device, dtype, tokenizer)
+        parts = architectures.build_random(architectures.architecture(flavour), build_device, dtype, tokenizer)
         parts |= {"tokenizer": tokenizer, "tokenizer_2": tokenizer_2, "scheduler": scheduler}
         source = f"random:{flavour}"
     else:
