@@ -518,7 +518,7 @@ def _validation(p: Project) -> list[Problem]:
 
 
 def _round16(item: str) -> str:
-    w, h = (max(16, round(int(x) / 16) * 16) for x in item.split("x"))
+    w, h = (max(16, math.floor(int(x) / 16 + 0.5) * 16) for x in item.split("x"))
     return f"{w}x{h}"
 
 
