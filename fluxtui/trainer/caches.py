@@ -1,0 +1,245 @@
+"""The latent cache and the text-embedding cache, on disk and reused by later runs.
+
+Latents: one safetensors file per image and resolution under cache/vae/<dataset-id>/ (or the
+dataset's cache_dir_vae). Its metadata records what it was made from (file size and mtime,
+the crop, the VAE, the mask file); a file whose record does not match is encoded again.
+Text: one file per caption under [text_embeds] cache_dir, named by a hash of the caption,
+the text encoders' identity and the T5 length. Both are written to a temp file and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from . import data
+
+CACHE_FORMAT = "1"
+
+
+def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _metadata(path: Path) -> dict[str, str] | None:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except Exception:  # missing, truncated, not safetensors: all mean "not cached"
+        return None
+
+
+# -- latents ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One training image as the loop sees it."""
+
+    dataset: int  # index into the run's active datasets
+    image: Path
+    captions: tuple[str, ...]
+    bucket: float
+    latent: Path  # its cache file
+    record: str  # what the cache file must say it was made from
+    geometry: data.Geometry
+    shrink_to: tuple[int, int] | None
+    mask: Path | None
+    regularisation: bool
+
+
+def vae_identity(models: Any) -> str:
+    vae = models.vae
+    cfg = json.dumps(dict(vae.config), sort_keys=True, default=str)
+    return data.short_hash(models.source, cfg, str(vae.dtype))
+
+
+def make_entry(dataset_index: int, ds: Any, info: Any, *, folder: Path, vae_id: str, seed_key: str = "") -> Entry:
+    """Where image `info` (a core.datasets.ImageInfo) is cached and what the file must record."""
+    path = Path(info.path)
+    tw, th = info.target
+    geo = data.geometry(
+        info.width, info.height, (tw, th), crop=bool(ds.crop), crop_style=ds.crop_style, rng_key=f"{path}{seed_key}"
+    )
+    shrink = data.downsample_size(info.width, info.height, ds)
+    mask = Path(info.mask) if getattr(info, "mask", None) else None
+    record = data.short_hash(
+        CACHE_FORMAT,
+        data.file_key(path),
+        geo.key(),
+        shrink,
+        vae_id,
+        data.file_key(mask) if mask else "",
+        n=24,
+    )
+    name = f"{path.stem[:40]}-{data.short_hash(path.resolve(), n=10)}-{tw}x{th}.safetensors"
+    return Entry(
+        dataset=dataset_index,
+        image=path,
+        captions=tuple(info.captions),
+        bucket=float(info.bucket),
+        latent=folder / name,
+        record=record,
+        geometry=geo,
+        shrink_to=shrink,
+        mask=mask,
+        regularisation=bool(ds.is_regularisation_data),
+    )
+
+
+def is_cached(entry: Entry) -> bool:
+    meta = _metadata(entry.latent)
+    return meta is not None and meta.get("record") == entry.record
+
+
+def cache_latents(
+    entries: Sequence[Entry],
+    vae: Any,
+    *,
+    device: Any,
+    batch_size: int,
+    progress: Callable[[int, int], None],
+    failed: Callable[[Entry, str], None],
+    should_stop: Callable[[], bool] = lambda: False,
+) -> list[Entry]:
+    """Encode every entry whose cache file is missing or stale. Returns the usable entries;
+    images that cannot be decoded are reported through `failed` and left out."""
+    total = len(entries)
+    todo = [e for e in entries if not is_cached(e)]
+    done = total - len(todo)
+    progress(done, total)
+    bad: set[Path] = set()
+    by_size: dict[tuple[int, int], list[Entry]] = {}
+    for e in todo:
+        by_size.setdefault((e.geometry.target_w, e.geometry.target_h), []).append(e)
+    shift = float(vae.config.shift_factor or 0.0)
+    scale = float(vae.config.scaling_factor)
+    for group in by_size.values():
+        for start in range(0, len(group), batch_size):
+            if should_stop():
+                return []
+            chunk, pixels = [], []
+            for e in group[start : start + batch_size]:
+                try:
+                    im = data.apply_geometry(data.load_rgb(e.image, e.shrink_to), e.geometry)
+                except Exception as exc:  # PIL raises many kinds for broken files
+                    failed(e, _why(exc))
+                    bad.add(e.latent)
+                    continue
+                chunk.append(e)
+                pixels.append(data.to_tensor(im))
+            if chunk:
+                x = torch.stack(pixels).to(device=device, dtype=vae.dtype)
+                with torch.no_grad():
+                    raw = vae.encode(x).latent_dist.mode()
+                latents = (raw - shift) * scale
+                for e, lat in zip(chunk, latents):
+                    tensors = {"latent": lat}
+                    if e.mask is not None:
+                        tensors["mask"] = data.mask_tensor(
+                            e.mask, _source_size(e), e.geometry, (lat.shape[-2], lat.shape[-1])
+                        )
+                    atomic_save(tensors, e.latent, {"record": e.record, "image": str(e.image)})
+            done += len(group[start : start + batch_size])
+            progress(done, total)
+    return [e for e in entries if e.latent not in bad]
+
+
+def _source_size(e: Entry) -> tuple[int, int]:
+    from PIL import Image, ImageOps
+
+    with Image.open(e.image) as im:
+        return ImageOps.exif_transpose(im).size
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def load_latent(entry: Entry) -> tuple[torch.Tensor, torch.Tensor | None]:
+    t = load_file(entry.latent)
+    return t["latent"], t.get("mask")
+
+
+# -- text embeddings --------------------------------------------------------------------------
+
+
+def text_identity(models: Any) -> str:
+    configs = [
+        json.dumps(getattr(m, "config", {}).to_dict() if m is not None else {}, sort_keys=True, default=str)
+        for m in (models.text_encoder, models.text_encoder_2)
+    ]
+    precisions = getattr(models, "precisions", {}) or {}
+    return data.short_hash(
+        models.source, *configs, precisions.get("text_encoder"), precisions.get("text_encoder_2"), models.weight_dtype
+    )
+
+
+class TextCache:
+    def __init__(self, folder: Path, encoder_id: str, max_length: int):
+        self.folder = Path(folder)
+        self.encoder_id = encoder_id
+        self.max_length = max_length
+
+    def path(self, caption: str) -> Path:
+        key = data.short_hash(caption, self.encoder_id, self.max_length, n=32)
+        return self.folder / key[:2] / f"{key}.safetensors"
+
+    def missing(self, captions: Sequence[str]) -> list[str]:
+        return [c for c in dict.fromkeys(captions) if _metadata(self.path(c)) is None]
+
+    def build(
+        self,
+        models: Any,
+        captions: Sequence[str],
+        *,
+        device: Any,
+        batch_size: int,
+        progress: Callable[[int, int], None],
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        from .models import encode_prompts
+
+        unique = list(dict.fromkeys(captions))
+        todo = self.missing(unique)
+        done = len(unique) - len(todo)
+        progress(done, len(unique))
+        for start in range(0, len(todo), batch_size):
+            if should_stop():
+                return
+            chunk = todo[start : start + batch_size]
+            t5, pooled, mask = encode_prompts(models, list(chunk), device=device, max_length=self.max_length)
+            for i, caption in enumerate(chunk):
+                atomic_save(
+                    {"t5": t5[i], "pooled": pooled[i], "mask": mask[i]},
+                    self.path(caption),
+                    {"caption": caption[:2000]},
+                )
+            done += len(chunk)
+            progress(done, len(unique))
+
+    def load(self, caption: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        t = load_file(self.path(caption))
+        return t["t5"], t["pooled"], t["mask"]
+
+    def load_batch(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        parts = [self.load(c) for c in captions]
+        return tuple(torch.stack(x) for x in zip(*parts))  # type: ignore[return-value]

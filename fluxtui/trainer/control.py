@@ -1,0 +1,79 @@
+"""Requests from outside: files in outputs/<run>/control/ and signals.
+
+Viewers write `stop`, `checkpoint` or `validate` into the control folder; the loop polls
+between steps, removes the file and acts. SIGTERM (or a first Ctrl-C) asks for a graceful
+stop: finish the step, save a checkpoint, end with status `stopped`. A second SIGTERM or
+SIGINT leaves at once.
+
+With several processes only rank 0 looks at the folder, and every poll agrees on the
+requests across ranks (a max all-reduce), so all ranks stop or checkpoint at the same step.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+CONTROL_DIR = "control"
+REQUESTS = ("stop", "checkpoint", "validate")
+EXIT_NOW_CODE = 130
+
+
+class Control:
+    def __init__(self, run_dir: Path, *, main: bool):
+        self.folder = Path(run_dir) / CONTROL_DIR
+        self.main = main
+        self.signals = 0
+        self.signal_name = ""
+        self._on_exit_now: Callable[[str], None] | None = None
+        if main:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def install_signal_handlers(self, on_exit_now: Callable[[str], None]) -> None:
+        """on_exit_now(signal_name) runs on the second signal, just before the process exits."""
+        self._on_exit_now = on_exit_now
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signals += 1
+        name = signal.Signals(signum).name
+        if self.signals == 1:
+            self.signal_name = name
+            return
+        if self._on_exit_now is not None:
+            try:
+                self._on_exit_now(name)
+            finally:
+                os._exit(EXIT_NOW_CODE)
+        os._exit(EXIT_NOW_CODE)
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.signals > 0
+
+    def poll(self, world_size: int = 1, device: object = None) -> set[str]:
+        """The requests pending now (consumed): a subset of REQUESTS, the same on every rank."""
+        wanted = dict.fromkeys(REQUESTS, False)
+        if self.main:
+            for name in REQUESTS:
+                path = self.folder / name
+                if path.exists():
+                    wanted[name] = True
+                    path.unlink(missing_ok=True)
+        if self.signals:
+            wanted["stop"] = True
+        if world_size > 1:
+            wanted = _agree(wanted, device)
+        return {name for name, on in wanted.items() if on}
+
+
+def _agree(wanted: dict[str, bool], device: object) -> dict[str, bool]:
+    import torch
+    import torch.distributed as dist
+
+    flags = torch.tensor([int(v) for v in wanted.values()], device=device)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    return {name: bool(v) for name, v in zip(wanted, flags.tolist())}

@@ -1,0 +1,644 @@
+"""The training process, top to bottom: setup, the loop, the end.
+
+setup: the frozen config and its checks, accelerate, the models, the LoRA, the caches, the
+       optimizer and lr schedule, the resume.
+loop:  one optimizer step = gradient_accumulation_steps batches per process; after each
+       step the `step` event, then checkpoints, validation and control requests.
+end:   the final LoRA, its model card, trackers closed, the hub upload.
+
+Flow-matching math lives in flow.py, the batch stream in data.py, the caches in caches.py,
+block-level tricks (TREAD, checkpointing interval) in blocks.py; events in telemetry.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fluxtui import __version__
+from fluxtui.core import checkpoints as core_checkpoints
+from fluxtui.core.workspace import Workspace
+
+from .control import Control
+from .telemetry import Telemetry, rss_mb, vram_mb
+
+
+class RunFailed(Exception):
+    """A failure the user can fix: the message is the whole story, no traceback needed."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.key = key
+
+
+@dataclass
+class Progress:
+    """Where the run is; read by the signal handler when it has to end the run at once."""
+
+    step: int = 0
+    position: int = 0  # batches consumed by all processes together
+    epoch: int = 1
+    losses: list[float] = field(default_factory=list)
+
+
+def train(
+    workspace: str | os.PathLike,
+    run_id: str,
+    *,
+    fresh: bool = False,
+    resume: str | None = None,
+    max_steps: int | None = None,
+) -> int:
+    """Run the trainer; returns the process exit status (0 completed/stopped, 1 failed)."""
+    ws = Workspace.at(workspace)
+    run_dir = ws.run_dir(run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rank = int(os.environ.get("RANK", "0"))
+    tel = Telemetry(run_dir, run_id, main=rank == 0, rank=rank)
+    progress = Progress()
+    control = Control(run_dir, main=rank == 0)
+
+    def exit_now(signal_name: str) -> None:
+        tel.emit(
+            "run.end",
+            status="stopped",
+            step=progress.step,
+            error=f"{signal_name} received twice: exited at once, without a checkpoint",
+            traceback_tail=None,
+        )
+
+    control.install_signal_handlers(exit_now)
+    try:
+        status = _train(ws, run_dir, run_id, tel, control, progress, fresh=fresh, resume=resume, max_steps=max_steps)
+    except Exception as exc:
+        message, tail = _describe_failure(exc)
+        tel.log(f"error: {message}", all_ranks=True)
+        if tail:
+            tel.log(tail, all_ranks=True)
+        tel.emit("run.end", status="failed", step=progress.step, error=message, traceback_tail=tail)
+        tel.close()
+        return 1
+    tel.emit("run.end", status=status, step=progress.step, error=None, traceback_tail=None)
+    tel.close()
+    return 0
+
+
+def _train(
+    ws: Workspace,
+    run_dir: Path,
+    run_id: str,
+    tel: Telemetry,
+    control: Control,
+    progress: Progress,
+    *,
+    fresh: bool,
+    resume: str | None,
+    max_steps: int | None,
+) -> str:
+    # ======================================================================== setup
+    project = _load_config(ws, run_dir)
+    reports = _check(project, tel)
+    choice = _pick_checkpoint(ws, project, fresh=fresh, resume=resume)
+
+    import torch
+
+    from . import blocks, caches, checkpoint, data, flow, lora, models, optim, outputs, validation
+
+    accelerator = _make_accelerator(project, run_dir)
+    device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
+    main = accelerator.is_main_process
+    t = project.training
+    torch.manual_seed(t.seed)
+    _cpu_threads(project, device, world, tel)
+    tel.emit(
+        "run.start",
+        pid=os.getpid(),
+        world_size=world,
+        config_hash=project.config_hash(),
+        resumed_from=choice.checkpoint.step if choice.checkpoint else None,
+        fluxtui_version=__version__,
+    )
+    tel.log(f"run {run_id}: {world} process(es) on {device}; {choice.reason}")
+    started = time.monotonic()
+
+    tel.stage("load_models", 0, 1)
+    m = models.load_models(project, device=device, log=tel.log)
+    tel.stage("load_models", 1, 1)
+    transformer = m.transformer
+    params = lora.add_lora(transformer, project)
+    tel.log(f"LoRA: {sum(p.numel() for p in params):,} trainable parameters ({project.lora.flux_lora_target})")
+
+    entries, text_cache = _build_caches(project, reports, m, accelerator, tel, control)
+    if control.stop_requested:
+        return "stopped"
+    keep_vae = main and validation.enabled(project)
+    models.free_text_encoders(m)
+    if not keep_vae:
+        models.free_vae(m)
+    validator = validation.Validator(project, m, text_cache, run_dir, device) if keep_vae else None
+
+    if t.gradient_checkpointing:
+        n = blocks.enable_gradient_checkpointing(transformer, t.gradient_checkpointing_interval)
+        tel.log(f"gradient checkpointing on {n} block(s)")
+    else:
+        tel.warning("gradient checkpointing is off: much more VRAM", "training.gradient_checkpointing")
+    router = blocks.TreadRouter(transformer, t.tread_config["routes"]) if t.tread_config else None
+    _apply_speed_and_memory_options(project, transformer, device, tel)
+
+    sampler = data.BucketSampler(
+        [data.SamplerDataset(b, ds.repeats, ds.probability) for ds, b in _bucketed(project, reports, entries)],
+        t.train_batch_size,
+        t.seed,
+    )
+    batches_per_step = t.gradient_accumulation_steps * world
+    if max_steps:
+        total_steps = max_steps
+    elif t.max_train_steps:
+        total_steps = t.max_train_steps
+    else:
+        total_steps = data.steps_for_epochs(t.num_train_epochs, sampler.epoch_length, batches_per_step)
+
+    optimizer = optim.build_optimizer(params, project, log=tel.log)
+    lr_scheduler = optim.build_lr_scheduler(optimizer, project, total_steps)
+    transformer, optimizer = accelerator.prepare(transformer, optimizer)
+    base = accelerator.unwrap_model(transformer)
+
+    if choice.checkpoint is not None:
+        lora_state, meta = checkpoint.load(
+            choice.checkpoint.path, optimizer=optimizer, lr_scheduler=lr_scheduler, restore_rng=main
+        )
+        lora.load_lora_state(base, lora_state)
+        progress.step = int(meta["step"])
+        progress.position = _resume_position(meta, t.train_batch_size, batches_per_step)
+        if not main:
+            torch.manual_seed(t.seed + 1000 * rank + progress.step)
+    if main:
+        checkpoint.remove_stale_temp(run_dir)
+    _init_trackers(accelerator, project, run_id)
+
+    def save_checkpoint() -> None:
+        tel.stage("save", 0, 1)
+        began = time.monotonic()
+        removed: list[Path] = []
+        if main:
+            path = checkpoint.save(
+                run_dir,
+                step=progress.step,
+                lora_state=lora.lora_state_dict(base),
+                optimizer=optimizer,
+                lr_scheduler=lr_scheduler,
+                meta={
+                    "epoch": progress.epoch,
+                    "data_position": progress.position,
+                    "train_batch_size": t.train_batch_size,
+                    "batches_per_step": batches_per_step,
+                    "config_hash": project.config_hash(),
+                    "resume_hash": core_checkpoints.resume_hash(project),
+                    "run": run_id,
+                    "world_size": world,
+                    "fluxtui_version": __version__,
+                },
+            )
+            removed = checkpoint.prune(run_dir, t.checkpoints_total_limit)
+            tel.emit(
+                "checkpoint",
+                step=progress.step,
+                path=_rel(path, run_dir),
+                seconds=round(time.monotonic() - began, 3),
+                removed=[_rel(p, run_dir) for p in removed],
+            )
+            tel.log(f"checkpoint saved: {_rel(path, run_dir)}" + (f" (removed {len(removed)} old)" if removed else ""))
+        tel.stage("save", 1, 1)
+        accelerator.wait_for_everyone()
+
+    def validate() -> None:
+        if validator is not None:
+            tel.stage("validate", 0, 1)
+            images, seconds = validator.run(progress.step, base, autocast=accelerator.autocast)
+            tel.emit("validation", step=progress.step, images=images, seconds=seconds)
+            tel.log(f"validation: {len(images)} image(s) in {seconds:.1f}s -> {Path(images[0]).parent}")
+            tel.stage("validate", 1, 1)
+        accelerator.wait_for_everyone()
+
+    # ======================================================================== the loop
+    def batch_loss(batch: data.Batch) -> Any:
+        """Flow-matching loss of one batch (SPEC.md, Training)."""
+        dtype = m.weight_dtype
+        latents, masks = zip(*(caches.load_latent(e) for e in batch.items))
+        x0 = flow.pack_latents(torch.stack(latents).to(device, dtype))
+        captions = [data.pick_caption(e.captions, t.seed, batch.index, i) for i, e in enumerate(batch.items)]
+        t5, pooled, t5_mask = (x.to(device) for x in text_cache.load_batch(captions))
+        gen = torch.Generator().manual_seed(t.seed * 1_000_003 + batch.index)  # same draw after a resume
+        noise = torch.randn(x0.shape, generator=gen).to(device, dtype)
+        sigma = flow.sample_sigmas(
+            x0.shape[0],
+            image_seq_len=x0.shape[1],
+            shift=t.flow_schedule_shift,
+            auto=t.flow_schedule_auto_shift,
+            fast=t.flux_fast_schedule or m.flavour == "schnell",
+            generator=gen,
+        ).to(device)
+        if router is not None:
+            router.generator = gen
+        guidance = flow.guidance_vector(x0.shape[0], t.flux_guidance_value, m.has_guidance)
+        inputs = {
+            "hidden_states": flow.noisy_latents(x0, noise, sigma),
+            "encoder_hidden_states": t5.to(dtype),
+            "pooled_projections": pooled.to(dtype),
+            "timestep": sigma.to(dtype),
+            "img_ids": flow.image_ids(latents[0].shape[-2], latents[0].shape[-1]).to(device, dtype),
+            "txt_ids": flow.text_ids(t5.shape[1]).to(device, dtype),
+            "guidance": None if guidance is None else guidance.to(device),
+            "joint_attention_kwargs": (
+                {"attention_mask": flow.joint_attention_mask(t5_mask, x0.shape[1])}
+                if t.flux_attention_masked_training
+                else None
+            ),
+            "return_dict": False,
+        }
+        if batch.items[0].regularisation:  # the base model's own answer is the target
+            with torch.no_grad(), _adapter_off(base, lora):
+                target = base(**inputs)[0]
+        else:
+            target = flow.flow_target(x0, noise)
+        pred = transformer(**inputs)[0]
+        weight = None
+        if any(mk is not None for mk in masks):
+            full = [mk if mk is not None else torch.ones_like(latents[0][:1]) for mk in masks]
+            weight = flow.mask_weights(torch.stack(full).to(device), latents[0].shape[0])
+        return flow.flow_loss(pred, target, weight)
+
+    transformer.train()
+    status = "completed"
+    if progress.step >= total_steps:
+        tel.log(f"already at step {progress.step} of {total_steps}: nothing to train (--fresh starts over)")
+    tel.stage("train", progress.step, total_steps)
+    first_step_at = None
+    last_saved = last_validated = progress.step if choice.checkpoint else -1
+    while progress.step < total_steps:
+        step_began = time.perf_counter()
+        micro_losses = []
+        grad_norm = 0.0
+        for _ in range(t.gradient_accumulation_steps):
+            batch = sampler.batch(progress.position + rank)
+            progress.position += world
+            progress.epoch = batch.epoch
+            with accelerator.accumulate(transformer):
+                loss = batch_loss(batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    norm = accelerator.clip_grad_norm_(params, t.max_grad_norm or math.inf)
+                    grad_norm = float(norm) if norm is not None else 0.0
+                    optimizer.step()
+                    lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            micro_losses.append(loss.detach())
+        progress.step += 1
+        loss_value = float(accelerator.reduce(torch.stack(micro_losses).mean(), reduction="mean"))
+        progress.losses.append(loss_value)
+        seconds = time.perf_counter() - step_began
+        first_step_at = first_step_at or time.monotonic()
+        alloc, peak = vram_mb(device)
+        lr = lr_scheduler.get_last_lr()[0]
+        tel.emit(
+            "step",
+            step=progress.step,
+            epoch=progress.epoch,
+            loss=round(loss_value, 6),
+            lr=lr,
+            grad_norm=round(grad_norm, 6),
+            samples_per_s=round(t.train_batch_size * batches_per_step / seconds, 3),
+            vram_alloc_mb=alloc,
+            vram_peak_mb=peak,
+            rss_mb=rss_mb(),
+        )
+        _log_step(tel, progress, total_steps, loss_value, lr, seconds)
+        accelerator.log({"loss": loss_value, "lr": lr, "grad_norm": grad_norm}, step=progress.step)
+
+        requests = control.poll(world, device)
+        if (t.checkpointing_steps and progress.step % t.checkpointing_steps == 0) or requests & {"checkpoint", "stop"}:
+            save_checkpoint()
+            last_saved = progress.step
+        if (project.validation.validation_steps and progress.step % project.validation.validation_steps == 0) or (
+            "validate" in requests
+        ):
+            validate()
+            last_validated = progress.step
+        if "stop" in requests:
+            status = "stopped"
+            tel.log(f"stopped at step {progress.step} ({control.signal_name or 'stop requested'})")
+            break
+    tel.stage("train", progress.step, total_steps)
+
+    # ======================================================================== the end
+    if status == "completed":
+        if last_saved != progress.step and progress.step > 0:
+            save_checkpoint()  # so a longer run can resume from the end
+        if last_validated != progress.step and validation.enabled(project):
+            validate()
+        tel.stage("save", 0, 1)
+        if main:
+            paths = outputs.save_final(base, run_dir, project, step=progress.step, run_id=run_id, flavour=m.flavour)
+            tel.log("LoRA written: " + ", ".join(_rel(p, run_dir) for p in paths))
+        tel.stage("save", 1, 1)
+        tel.log(f"LoRA sha256 {_lora_digest(lora.lora_state_dict(base))}", all_ranks=True)
+        _log_loss_summary(tel, progress.losses)
+        if main and project.hub.push_to_hub:
+            outputs.push_to_hub(run_dir / outputs.LORA_DIR, project, tel)
+    if first_step_at is not None:
+        tel.log(f"time to first step {first_step_at - started:.1f}s; total {time.monotonic() - started:.1f}s")
+    accelerator.end_training()
+    return status
+
+
+# ============================================================================ setup helpers
+
+
+def _load_config(ws: Workspace, run_dir: Path) -> Any:
+    """The run's frozen config.toml (written from project.toml when the runner did not).
+    Paths in it stay relative to the workspace."""
+    from fluxtui.core import config
+
+    frozen = run_dir / "config.toml"
+    if not frozen.exists():
+        if not ws.project_file.exists():
+            raise RunFailed(f"{ws.project_file} does not exist; run `fluxtui init {ws.root}` first")
+        config.atomic_write_text(frozen, ws.project_file.read_text(encoding="utf-8"))
+    project, problems = config.parse(frozen.read_text(encoding="utf-8"), ws.project_file)
+    errors = [p for p in problems if p.is_error]
+    if project is None or errors:
+        raise RunFailed(_problems_text(errors or problems, frozen))
+    return project
+
+
+def _check(project: Any, tel: Telemetry) -> list[Any]:
+    """Cross-field rules and the dataset scan; errors end the run, warnings become events."""
+    from fluxtui.core import rules
+
+    reports, problems = rules.check_all(project)
+    errors = [p for p in problems if p.is_error]
+    if errors:
+        raise RunFailed(_problems_text(errors, project.path), errors[0].key)
+    for p in problems:
+        tel.warning(p.message + (f" (fix: {p.fix})" if p.fix else ""), p.key)
+    return reports
+
+
+def _problems_text(problems: list[Any], path: Path) -> str:
+    if len(problems) == 1:
+        return str(problems[0])
+    return f"{len(problems)} problems in {path.name}: " + "; ".join(str(p) for p in problems)
+
+
+def _pick_checkpoint(ws: Workspace, project: Any, *, fresh: bool, resume: str | None) -> Any:
+    if fresh:
+        return core_checkpoints.ResumeChoice(None, "--fresh: starting from step 0")
+    requested = resume or project.training.resume_from_checkpoint
+    try:
+        return core_checkpoints.pick_resume(ws.root, project, requested=requested)
+    except core_checkpoints.CheckpointError as exc:
+        raise RunFailed(str(exc), None if resume else "training.resume_from_checkpoint") from exc
+
+
+def _make_accelerator(project: Any, run_dir: Path) -> Any:
+    from datetime import timedelta
+
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
+
+    t = project.training
+    cuda = torch.cuda.is_available()
+    report_to = project.logging.report_to
+    return Accelerator(
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        mixed_precision=t.mixed_precision if cuda else "no",
+        cpu=not cuda,
+        log_with=None if report_to == "none" else report_to,
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / report_to)),
+        # rank 0 may spend a long time building caches while the others wait
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=4))],
+    )
+
+
+def _cpu_threads(project: Any, device: Any, world: int, tel: Telemetry) -> None:
+    """On a CPU, torch's OpenMP threads spin against each other and against other processes:
+    the toy model runs fastest on one thread, bigger ones on a fair share of the cores."""
+    if getattr(device, "type", "") != "cpu" or os.environ.get("OMP_NUM_THREADS"):
+        return
+    import torch
+
+    share = max(1, (os.cpu_count() or 1) // world)
+    threads = 1 if project.model.model_flavour == "tiny-random" else share
+    torch.set_num_threads(threads)
+    tel.log(f"CPU threads: {threads} per process (set OMP_NUM_THREADS to choose)")
+
+
+def _init_trackers(accelerator: Any, project: Any, run_id: str) -> None:
+    report_to = project.logging.report_to
+    if report_to == "none":
+        return
+    from .outputs import tracker_config
+
+    name = project.logging.tracker_project_name or project.project.name
+    kwargs = {"wandb": {"name": run_id, "dir": str(Path(accelerator.project_dir))}} if report_to == "wandb" else {}
+    try:
+        accelerator.init_trackers(name, config=tracker_config(project), init_kwargs=kwargs)
+    except Exception as exc:
+        raise RunFailed(f"report_to = {report_to!r}: the tracker could not start: {exc}", "logging.report_to") from exc
+
+
+def _build_caches(
+    project: Any, reports: list[Any], m: Any, accelerator: Any, tel: Telemetry, control: Control
+) -> tuple[list[Any], Any]:
+    """Latents, then text embeddings (captions and validation prompts), on rank 0 while the
+    others wait; every rank then keeps only the images whose latents exist."""
+    from . import caches, validation
+
+    device = accelerator.device
+    ws_root = project.workspace
+    vae_id = caches.vae_identity(m)
+    entries = []
+    for i, report in enumerate(reports):
+        ds = project.datasets[report.index]
+        folder = project.resolve(ds.cache_dir_vae) if ds.cache_dir_vae else ws_root / "cache" / "vae" / ds.id
+        entries += [caches.make_entry(i, ds, info, folder=folder, vae_id=vae_id) for info in report.images]
+    text_cache = caches.TextCache(
+        project.resolve(project.text_embeds.cache_dir), caches.text_identity(m), m.t5_max_length
+    )
+    captions = [c for e in entries for c in e.captions] + validation.texts_to_cache(project)
+
+    if accelerator.is_main_process:
+        offload = project.memory.offload_during_startup and device.type != "cpu"
+        if offload:  # text encoders wait on the CPU while the VAE has the GPU
+            m.text_encoder.to("cpu")
+            m.text_encoder_2.to("cpu")
+        if project.memory.vae_enable_tiling:
+            m.vae.enable_tiling()
+
+        def failed(entry: Any, why: str) -> None:
+            ds_key = f"datasets[{reports[entry.dataset].index}]"
+            tel.warning(f"cannot decode {entry.image}: {why}; left out of training", f"{ds_key}.instance_data_dir")
+
+        caches.cache_latents(
+            entries,
+            m.vae,
+            device=device,
+            batch_size=project.training.vae_batch_size,
+            progress=lambda d, n: tel.stage("cache_latents", d, n),
+            failed=failed,
+            should_stop=lambda: control.stop_requested,
+        )
+        if project.memory.enable_model_cpu_offload:
+            m.vae.to("cpu")
+        if offload:
+            m.text_encoder.to(device)
+            m.text_encoder_2.to(device)
+        text_cache.build(
+            m,
+            captions,
+            device=device,
+            batch_size=project.text_embeds.write_batch_size,
+            progress=lambda d, n: tel.stage("cache_text", d, n),
+            should_stop=lambda: control.stop_requested,
+        )
+    accelerator.wait_for_everyone()
+    usable = [e for e in entries if caches.is_cached(e)]
+    if not usable and not control.stop_requested:
+        raise RunFailed("no image could be used for training: every one failed to decode (see the warnings)")
+    return usable, text_cache
+
+
+def _bucketed(project: Any, reports: list[Any], entries: list[Any]) -> list[tuple[Any, dict[float, list[Any]]]]:
+    """Per active dataset: its config and its usable entries grouped by bucket."""
+    out = []
+    for i, report in enumerate(reports):
+        buckets: dict[float, list[Any]] = {}
+        for e in entries:
+            if e.dataset == i:
+                buckets.setdefault(e.bucket, []).append(e)
+        out.append((project.datasets[report.index], buckets))
+    return out
+
+
+def _apply_speed_and_memory_options(project: Any, transformer: Any, device: Any, tel: Telemetry) -> None:
+    t, mem = project.training, project.memory
+    cuda = getattr(device, "type", "") == "cuda"
+    if t.attention_mechanism == "sageattention":
+        if not cuda:
+            tel.warning("sageattention needs a CUDA GPU; using sdpa", "training.attention_mechanism")
+        else:
+            try:
+                transformer.set_attention_backend("sage")
+            except Exception as exc:
+                raise RunFailed(
+                    f"attention_mechanism = sageattention could not be used: {exc}",
+                    "training.attention_mechanism",
+                ) from exc
+    if mem.enable_group_offload:
+        if not cuda:
+            tel.warning("group offload moves blocks to a GPU; without one it is skipped", "memory.enable_group_offload")
+        else:
+            transformer.enable_group_offload(
+                onload_device=device,
+                offload_device=__import__("torch").device("cpu"),
+                offload_type=mem.group_offload_type,
+                num_blocks_per_group=mem.group_offload_blocks_per_group,
+                use_stream=mem.group_offload_use_stream,
+                offload_to_disk_path=str(project.resolve(mem.group_offload_to_disk_path))
+                if mem.group_offload_to_disk_path
+                else None,
+            )
+    elif mem.group_offload_use_stream and not cuda:
+        tel.warning("group_offload_use_stream needs CUDA; ignored", "memory.group_offload_use_stream")
+    if t.torch_compile:
+        from .blocks import transformer_blocks
+
+        for block in transformer_blocks(transformer):
+            block.compile()
+        tel.log("torch.compile: transformer blocks compile on first use")
+
+
+def _resume_position(meta: dict, batch_size: int, batches_per_step: int) -> int:
+    """The data position to continue from; converted when the batch geometry changed."""
+    position = int(meta["data_position"])
+    old_bs = int(meta.get("train_batch_size", batch_size))
+    if old_bs != batch_size:
+        position = position * old_bs // batch_size
+    if int(meta.get("batches_per_step", batches_per_step)) != batches_per_step:
+        position = int(meta["step"]) * batches_per_step
+    return position
+
+
+@contextlib.contextmanager
+def _adapter_off(base: Any, lora: Any) -> Any:
+    lora.set_adapter_enabled(base, False)
+    try:
+        yield
+    finally:
+        lora.set_adapter_enabled(base, True)
+
+
+# ============================================================================ reporting helpers
+
+
+def _log_step(tel: Telemetry, progress: Progress, total: int, loss: float, lr: float, seconds: float) -> None:
+    now = time.monotonic()
+    last = getattr(tel, "_last_step_log", 0.0)
+    if progress.step in (1, total) or now - last >= 2.0 or seconds >= 1.0:
+        tel._last_step_log = now  # type: ignore[attr-defined]
+        tel.log(
+            f"step {progress.step}/{total} epoch {progress.epoch} loss {loss:.4f} lr {lr:.2e} {seconds * 1000:.0f} ms"
+        )
+
+
+def _log_loss_summary(tel: Telemetry, losses: list[float]) -> None:
+    if len(losses) < 2:
+        return
+    n = max(1, min(10, len(losses) // 4))
+    first, last = sum(losses[:n]) / n, sum(losses[-n:]) / n
+    change = (last - first) / first * 100 if first else 0.0
+    tel.log(f"loss: first {n} steps average {first:.4f}, last {n} average {last:.4f} ({change:+.1f}%)")
+
+
+def _lora_digest(state: dict) -> str:
+    h = hashlib.sha256()
+    for key in sorted(state):
+        h.update(key.encode())
+        h.update(state[key].float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _rel(path: Path, run_dir: Path) -> str:
+    try:
+        return str(Path(path).relative_to(run_dir))
+    except ValueError:
+        return str(path)
+
+
+def _describe_failure(exc: BaseException) -> tuple[str, str | None]:
+    """(one-line message, traceback tail or None for failures the user can fix)."""
+    from fluxtui.core.problems import ConfigError
+
+    friendly = (RunFailed, ConfigError)
+    try:
+        from .blocks import RouteError
+        from .models import ModelLoadError
+
+        friendly += (ModelLoadError, RouteError)
+    except ImportError:
+        pass
+    if isinstance(exc, friendly):
+        message = getattr(exc, "message", None) or str(exc)
+        key = getattr(exc, "key", None)
+        return (f"{message} [{key}]" if key and key not in message else message), None
+    tail = "".join(traceback.format_exception(exc)[-12:]).rstrip()
+    return f"{type(exc).__name__}: {exc}".splitlines()[0], tail

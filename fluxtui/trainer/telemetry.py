@@ -1,0 +1,92 @@
+"""What the trainer tells the world: events.jsonl (rank 0 only) and human log lines.
+
+stdout is the human log (the runner sends it to trainer.log); lines are flushed at once so
+`fluxtui logs -f` and a crash leave nothing behind in a buffer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fluxtui.core.events import EVENTS_FILE, EventWriter
+
+# Anything shaped like a hub token never reaches a log or an event.
+_TOKEN = re.compile(r"hf_[A-Za-z0-9]{8,}")
+
+
+def scrub(text: str) -> str:
+    return _TOKEN.sub("hf_***", text)
+
+
+class Telemetry:
+    def __init__(self, run_dir: Path, run_id: str, *, main: bool, rank: int = 0):
+        self.main = main
+        self.rank = rank
+        self.run_id = run_id
+        self.writer = EventWriter(Path(run_dir) / EVENTS_FILE, run_id) if main else None
+        self._last_stage: dict[str, float] = {}
+
+    # -- human log ------------------------------------------------------------------------
+
+    def log(self, message: str, *, all_ranks: bool = False) -> None:
+        if not (self.main or all_ranks):
+            return
+        prefix = "" if self.main else f"[rank {self.rank}] "
+        sys.stdout.write(f"{time.strftime('%H:%M:%S')} {prefix}{scrub(message)}\n")
+        sys.stdout.flush()
+
+    # -- events ---------------------------------------------------------------------------
+
+    def emit(self, type_: str, **fields: Any) -> None:
+        if self.writer is not None:
+            self.writer.emit(type_, **fields)
+
+    def stage(self, name: str, done: int, total: int, *, every_s: float = 0.5) -> None:
+        """Progress of a stage; intermediate updates are rate-limited, the first and last are not."""
+        now = time.monotonic()
+        if 0 < done < total and now - self._last_stage.get(name, 0.0) < every_s:
+            return
+        self._last_stage[name] = now
+        self.emit("stage", name=name, done=done, total=total)
+
+    def warning(self, message: str, key: str | None = None) -> None:
+        message = scrub(message)
+        self.emit("warning", message=message, key=key)
+        self.log(f"warning: {message}" + (f" [{key}]" if key else ""))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+# -- resource numbers ---------------------------------------------------------------------
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now (Linux /proc; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def vram_mb(device: Any) -> tuple[float, float]:
+    """(allocated, peak allocated) by torch on a CUDA device; zeros elsewhere."""
+    import torch
+
+    if getattr(device, "type", str(device)) != "cuda" or not torch.cuda.is_available():
+        return 0.0, 0.0
+    return (
+        round(torch.cuda.memory_allocated(device) / 2**20, 1),
+        round(torch.cuda.max_memory_allocated(device) / 2**20, 1),
+    )
