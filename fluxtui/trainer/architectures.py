@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
+from fluxtui.core.flux_arch import NO_GUIDANCE_FLAVOURS
+
 __all__ = ["FULL_PARAMS", "architecture", "build_random", "tiny_architecture"]
 
-NO_GUIDANCE_FLAVOURS = {"schnell", "libreflux"}
 
 # FluxTransformer2DModel with guidance embeddings: 11,901,408,320 parameters.
 FULL_PARAMS = 11_901_408_320

@@ -71,45 +71,10 @@ def _state(transformer: Any) -> _AdapterState:
 
 
 def target_modules(names: list[str], preset: str) -> list[str]:
-    """Full module names that get an adapter for ``preset`` (see SPEC.md: LoRA)."""
-    try:
-        from fluxtui.core.lora_targets import lora_target_modules
-    except ImportError:  # until core/lora_targets.py lands
-        return _fallback_targets(names, preset)
+    """Full module names that get an adapter for ``preset`` (presets: core/lora_targets.py)."""
+    from fluxtui.core.lora_targets import lora_target_modules
+
     return lora_target_modules(names, preset)
-
-
-# TEMPORARY: replaced by fluxtui.core.lora_targets (the one declaration of the presets).
-_MMDIT = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0")
-_CONTEXT = ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out")
-_CONTEXT_FFS = ("ff_context.net.0.proj", "ff_context.net.2")
-_FFS = ("ff.net.0.proj", "ff.net.2", *_CONTEXT_FFS, "proj_mlp", "single_transformer_blocks.*.proj_out")
-_PRESETS = {
-    "mmdit": _MMDIT,
-    "context": _CONTEXT,
-    "context+ffs": _CONTEXT + _CONTEXT_FFS,
-    "all": _MMDIT + _CONTEXT,
-    "all+ffs": _MMDIT + _CONTEXT + _FFS,
-    "tiny": ("single_transformer_blocks.7.proj_out", "single_transformer_blocks.20.proj_out"),
-    "nano": ("single_transformer_blocks.7.proj_out",),
-}
-
-
-def _fallback_targets(names: list[str], preset: str) -> list[str]:
-    import fnmatch
-
-    suffixes = _PRESETS[preset]
-    out = []
-    for name in names:
-        for suffix in suffixes:
-            if "*" in suffix:
-                if fnmatch.fnmatchcase(name, suffix) and name.count(".") == suffix.count("."):
-                    out.append(name)
-                    break
-            elif name == suffix or name.endswith("." + suffix):
-                out.append(name)
-                break
-    return out
 
 
 # --------------------------------------------------------------------------- adding
@@ -158,6 +123,13 @@ def _add_peft(transformer: Any, project: Any, targets: list[str]) -> list[torch.
             "lora.lora_init_type",
         )
     extra: dict[str, Any] = {}
+    device = next(transformer.parameters()).device
+    if init == "loftq" and device.type != "cuda":
+        raise LoraError(
+            '`lora.lora_init_type` = "loftq" runs its quantisation on a CUDA GPU (peft\'s LoftQ), and this '
+            f"transformer is on {device.type}. Use another init type here.",
+            "lora.lora_init_type",
+        )
     if init == "loftq":
         from peft import LoftQConfig
 
@@ -174,7 +146,8 @@ def _add_peft(transformer: Any, project: Any, targets: list[str]) -> list[torch.
     if init in ("pissa", "olora", "loftq"):
         # These decompose the base weights in place; peft needs them in float32 for the SVD/QR.
         _upcast_targets(transformer, targets)
-    transformer.add_adapter(config, adapter_name=ADAPTER)
+    with torch.device(device):  # adapter weights are born where the base lives (fast init on GPU)
+        transformer.add_adapter(config, adapter_name=ADAPTER)
     if init in ("pissa", "olora", "loftq"):
         _downcast_targets(transformer, targets)
     params = _adapter_params(transformer)

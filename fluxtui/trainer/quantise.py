@@ -16,6 +16,8 @@ from fnmatch import fnmatch
 
 import torch
 
+from fluxtui.core.flux_arch import QUANTISE_EXCLUDE
+
 __all__ = ["QUANTO_WEIGHTS", "TRANSFORMER_EXCLUDE", "is_quantised", "quantise"]
 
 QUANTO_WEIGHTS = {
@@ -27,7 +29,7 @@ QUANTO_WEIGHTS = {
 
 # Layers of FluxTransformer2DModel kept in full precision: the input and output projections and
 # the final modulation are tiny and quality-critical. Adapter weights are never quantised.
-TRANSFORMER_EXCLUDE = ("proj_out", "x_embedder", "context_embedder", "norm_out.linear")
+TRANSFORMER_EXCLUDE = QUANTISE_EXCLUDE
 ADAPTER_PATTERNS = ("*lora_A*", "*lora_B*", "*lora_embedding*", "*lora_magnitude*")
 
 
