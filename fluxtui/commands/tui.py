@@ -1,0 +1,29 @@
+"""`fluxtui tui [DIR]` and plain `fluxtui`: the full-screen app on a workspace."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from fluxtui.core.workspace import Workspace
+
+from .common import fail
+
+
+def main(args) -> int:
+    ws = Workspace.at(Path(args.workspace))
+    if not ws.exists():
+        where = "here" if str(args.workspace) == "." else str(args.workspace)
+        return fail(
+            f"no project.toml {where if where == 'here' else 'in ' + where}. "
+            f"Create a workspace with `fluxtui init DIR` (or `fluxtui init DIR --demo`)."
+        )
+    if not sys.stdout.isatty() and not sys.stdin.isatty():
+        return fail("the TUI needs a terminal; use `fluxtui run` or `fluxtui status` in scripts")
+    # textual-image asks the terminal what it can draw; that only works before Textual owns it.
+    import textual_image.widget  # noqa: F401
+
+    from fluxtui.tui.app import make_app
+
+    app = make_app(ws)
+    return app.run() or 0

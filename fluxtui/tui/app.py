@@ -1,0 +1,438 @@
+"""The fluxtui app: five screens over one workspace, fed by workers that post messages.
+
+`make_app(workspace)` is what `fluxtui tui` runs and what every Pilot and snapshot test
+builds. The app holds what all screens share (the project, its problems, the runs, the GPU)
+in `self.state` and announces changes on `self.state_changed` (a topic string); screens
+subscribe and redraw what concerns them. Workers never touch widgets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.command import Hit, Hits, Provider
+from textual.screen import Screen
+from textual.signal import Signal
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from fluxtui.core import config, runs
+from fluxtui.core.problems import ConfigError, Problem
+from fluxtui.core.schema import OPTIONS
+from fluxtui.core.workspace import Workspace
+
+from . import settings, theming
+from .messages import (
+    DatasetsScanned,
+    EstimateReady,
+    GpuSampled,
+    ProjectFileChanged,
+    ProjectLoaded,
+    RunCommandDone,
+    RunsListed,
+)
+from .screens.config import ConfigScreen
+from .screens.datasets import DatasetsScreen
+from .screens.dialogs import QuitGuard
+from .screens.monitor import MonitorScreen
+from .screens.overview import OverviewScreen
+from .screens.runs import RunsScreen
+
+
+@dataclass
+class WorkspaceState:
+    """What every screen may show. Replaced field by field from worker messages."""
+
+    project: config.Project | None = None
+    problems: list[Problem] = field(default_factory=list)  # project.toml + cross-field rules
+    text: str = ""
+    loaded: bool = False
+    datasets: list[Any] = field(default_factory=list)  # datasets.DatasetReport
+    dataset_problems: list[Problem] = field(default_factory=list)
+    scanned: bool = False
+    estimate: Any = None  # estimate.Estimate
+    gpus: list[Any] = field(default_factory=list)  # gpu.GpuSample
+    runs: list[runs.RunInfo] = field(default_factory=list)
+    active: runs.RunInfo | None = None
+    busy: str | None = None  # "starting", "stopping"... while a run command is in flight
+    last_change: str | None = None  # what the watcher saw last, in words
+    auto_restart: bool = False
+
+    @property
+    def all_problems(self) -> list[Problem]:
+        seen, out = set(), []
+        for p in [*self.problems, *self.dataset_problems]:
+            if p not in seen:
+                seen.add(p)
+                out.append(p)
+        return out
+
+
+class OptionCommands(Provider):
+    """Command palette: type part of an option name to jump to it in the editor."""
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        app = self.app
+        assert isinstance(app, FluxApp)
+        for opt in OPTIONS:
+            name = opt.dotted if opt.section != "datasets" else f"datasets[0].{opt.key}"
+            score = matcher.match(f"edit {name}")
+            if score > 0:
+                yield Hit(score, matcher.highlight(f"edit {name}"), partial(app.jump_to_key, name), help=opt.help)
+
+
+class FluxApp(App[int]):
+    TITLE = "fluxtui"
+    CSS_PATH = [theming.RULES_FILE] if theming.RULES_FILE.exists() else []
+    COMMANDS = App.COMMANDS | {OptionCommands}
+    MODES: ClassVar[dict] = {
+        "overview": OverviewScreen,
+        "config": ConfigScreen,
+        "datasets": DatasetsScreen,
+        "monitor": MonitorScreen,
+        "runs": RunsScreen,
+    }
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("1", "switch_mode('overview')", "Overview", id="nav.overview", show=False),
+        Binding("2", "switch_mode('config')", "Config", id="nav.config", show=False),
+        Binding("3", "switch_mode('datasets')", "Datasets", id="nav.datasets", show=False),
+        Binding("4", "switch_mode('monitor')", "Monitor", id="nav.monitor", show=False),
+        Binding("5", "switch_mode('runs')", "Runs", id="nav.runs", show=False),
+        Binding("ctrl+t", "toggle_theme", "Dark/light", id="app.theme", show=False),
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit_now", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        mode: str = "overview",
+        watch: bool = True,
+        gpu: bool = True,
+        runs_interval: float = 1.0,
+        tail_interval: float = 0.25,
+        settings_dir: Path | None = None,
+    ):
+        super().__init__()
+        self.workspace = workspace
+        self.start_mode = mode
+        self.watch_files = watch
+        self.sample_gpus = gpu
+        self.runs_interval = runs_interval
+        self.tail_interval = tail_interval
+        self.settings_dir = settings_dir
+        self.state = WorkspaceState()
+        self.state_changed: Signal[str] = Signal(self, "state-changed")
+        self.errors: list[str] = []  # worker failures, newest last (also shown as notifications)
+        self._watcher = None
+        self._project_seen: float = 0.0
+
+    # -- start and stop ---------------------------------------------------------------------
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return dict(theming.VARIABLE_DEFAULTS)
+
+    def on_mount(self) -> None:
+        for theme in theming.load_themes():
+            self.register_theme(theme)
+        remembered = settings.load(self.settings_dir).get("theme")
+        self.theme = remembered if remembered in self.available_themes else theming.DARK
+        if self.theme not in self.available_themes:  # no themes/ folder next to the package
+            self.theme = "textual-dark"
+        self.switch_mode(self.start_mode)
+        self.reload_project()
+        self.refresh_runs()
+        self.set_interval(self.runs_interval, self.refresh_runs)
+        if self.sample_gpus:
+            self.sample_gpu()
+            self.set_interval(2.0, self.sample_gpu)
+        if self.watch_files:
+            self.start_watcher()
+
+    def on_unmount(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+
+    def watch_theme(self, theme: str) -> None:
+        if self.is_mounted:
+            settings.save({"theme": theme}, self.settings_dir)
+
+    def announce(self, topic: str) -> None:
+        self.state_changed.publish(topic)
+
+    # -- workers ----------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="project", exit_on_error=False)
+    def reload_project(self) -> None:
+        """Read and check project.toml, then scan the datasets and estimate memory."""
+        from fluxtui.core import datasets, gpu, rules
+
+        worker = get_current_worker()
+        path = self.workspace.project_file
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            text = ""
+        project, problems = config.load(path)
+        if project is not None:
+            problems = problems + rules.check(project)
+        self.post_message(ProjectLoaded(project, problems, text))
+        if project is None or worker.is_cancelled:
+            return
+        reports, scan_problems = datasets.scan_project(project)
+        if worker.is_cancelled:
+            return
+        self.post_message(DatasetsScanned(reports, scan_problems))
+        try:
+            from fluxtui.core import estimate
+        except ImportError:  # TODO(tui): drop once core/estimate.py has landed
+            return
+        gpus = gpu.sample() if self.sample_gpus else []
+        gb = gpus[0].total_mb / 1024 if gpus else None
+        self.post_message(EstimateReady(estimate.estimate(project, gpu_gb=gb), gpus))
+
+    @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
+    def refresh_runs(self) -> None:
+        all_runs = runs.list_runs(self.workspace)
+        active = next((r for r in reversed(all_runs) if r.active), None)
+        self.post_message(RunsListed(all_runs, active))
+
+    @work(thread=True, exclusive=True, group="gpu", exit_on_error=False)
+    def sample_gpu(self) -> None:
+        from fluxtui.core import gpu
+
+        self.post_message(GpuSampled(gpu.sample()))
+
+    @work(thread=True, group="run-control", exit_on_error=False)
+    def run_command(self, action: str, run_id: str | None = None) -> None:
+        """start / stop / restart the trainer, or ask it to checkpoint / validate."""
+        ws = self.workspace
+        try:
+            if action == "start":
+                info = runs.start_run(ws, detach=True)
+            elif action == "stop":
+                info = runs.stop_run(ws, run_id, timeout=60.0)
+            elif action == "restart":
+                runs.stop_run(ws, run_id, timeout=60.0)
+                info = runs.start_run(ws, detach=True)  # resumes from the newest checkpoint
+            elif action in ("checkpoint", "validate"):
+                if run_id is None:
+                    raise RuntimeError("no run is active")
+                runs.request(ws, run_id, action)
+                info = None
+            else:
+                raise ValueError(f"unknown run action {action}")
+        except ConfigError as e:
+            self.post_message(RunCommandDone(action, error="the project has problems", problems=e.problems))
+            return
+        except (runs.RunStartError, OSError, RuntimeError) as e:
+            self.post_message(RunCommandDone(action, error=str(e)))
+            return
+        except Exception as e:  # LockHeld and friends: say it, do not crash the viewer
+            self.post_message(RunCommandDone(action, error=f"{type(e).__name__}: {e}"))
+            return
+        self.post_message(RunCommandDone(action, run=info))
+
+    def start_watcher(self) -> None:
+        from fluxtui.core.watch import ProjectWatcher
+
+        def on_change(change) -> None:  # watchdog's thread: hand over to ours
+            self.post_message(ProjectFileChanged(change))
+
+        self._start_watcher_thread(ProjectWatcher(self.workspace, on_change))
+
+    @work(thread=True, group="watch", exit_on_error=False)
+    def _start_watcher_thread(self, watcher) -> None:
+        # start() validates the project and scans datasets once: not on the UI thread
+        self._watcher = watcher.start()
+
+    # -- messages from workers --------------------------------------------------------------
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place where a failed worker becomes something a person sees."""
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        what = event.worker.group if event.worker.group != "default" else event.worker.name
+        message = f"{what} failed: {type(error).__name__}: {error}"
+        self.errors.append(message)
+        del self.errors[:-20]
+        self.notify(message, title="error", severity="error", timeout=12)
+        self.announce("errors")
+
+    def on_project_loaded(self, msg: ProjectLoaded) -> None:
+        s = self.state
+        s.project, s.problems, s.text, s.loaded = msg.project, msg.problems, msg.text, True
+        if msg.project is None:
+            s.datasets, s.dataset_problems, s.scanned, s.estimate = [], [], True, None
+        self._project_seen = time.monotonic()
+        self.announce("project")
+
+    def on_datasets_scanned(self, msg: DatasetsScanned) -> None:
+        self.state.datasets, self.state.dataset_problems, self.state.scanned = msg.reports, msg.problems, True
+        self.announce("datasets")
+
+    def on_estimate_ready(self, msg: EstimateReady) -> None:
+        self.state.estimate = msg.estimate
+        if msg.gpus:
+            self.state.gpus = msg.gpus
+        self.announce("estimate")
+
+    def on_gpu_sampled(self, msg: GpuSampled) -> None:
+        self.state.gpus = msg.samples
+        self.announce("gpu")
+
+    def on_runs_listed(self, msg: RunsListed) -> None:
+        self.state.runs, self.state.active = msg.runs, msg.active
+        self.announce("runs")
+
+    def on_run_command_done(self, msg: RunCommandDone) -> None:
+        self.state.busy = None
+        if msg.error:
+            detail = "\n".join(str(p) for p in msg.problems[:5])
+            self.notify(f"{msg.action}: {msg.error}" + (f"\n{detail}" if detail else ""), severity="error", timeout=12)
+            if msg.problems:
+                self.state.problems = msg.problems
+                self.announce("project")
+        elif msg.action in ("start", "restart") and msg.run is not None:
+            self.notify(f"run {msg.run.run_id} started", timeout=4)
+            for note in getattr(msg.run, "notes", []) or []:
+                self.notify(note, severity="warning")
+            self.announce("run-started")
+        elif msg.action == "stop":
+            status = msg.run.status if msg.run is not None else "no run was active"
+            self.notify(f"stop: {status}", timeout=4)
+        else:
+            self.notify(f"{msg.action} requested; the trainer acts on it after the current step", timeout=4)
+        self.refresh_runs()
+        self.announce("busy")
+
+    def on_project_file_changed(self, msg: ProjectFileChanged) -> None:
+        change = msg.change
+        s = self.state
+        if not change.valid:
+            s.last_change = "project.toml changed but has errors; the run was left alone"
+            self.notify(s.last_change, severity="warning", timeout=8)
+            self.reload_project()
+            return
+        s.last_change = f"changed: {change.describe()}"
+        self.reload_project()
+        active = s.active
+        if active is not None and s.auto_restart and change.keys + change.paths:
+            how = "resuming from a checkpoint" if change.resumable else "a fresh run (the change needs one)"
+            self.notify(f"{s.last_change}\nrestarting the run: {how}", timeout=8)
+            self.state.busy = "restarting"
+            self.announce("busy")
+            self.restart_for_change(active.run_id, change.resumable)
+        else:
+            self.notify(s.last_change, timeout=6)
+        self.announce("change")
+
+    @work(thread=True, group="run-control", exit_on_error=False)
+    def restart_for_change(self, run_id: str, resumable: bool) -> None:
+        """What `fluxtui run --watch` does: stop with a checkpoint, then resume or start fresh."""
+        try:
+            runs.stop_run(self.workspace, run_id, timeout=60.0)
+            info = runs.start_run(self.workspace, fresh=not resumable, detach=True)
+        except ConfigError as e:
+            self.post_message(RunCommandDone("restart", error="the project has problems", problems=e.problems))
+            return
+        except Exception as e:
+            self.post_message(RunCommandDone("restart", error=f"{type(e).__name__}: {e}"))
+            return
+        self.post_message(RunCommandDone("restart", run=info))
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def request_run(self, action: str) -> None:
+        """Used by the screens' Start / Stop / Restart / Checkpoint / Validate bindings."""
+        active = self.state.active
+        if action == "start" and active is not None:
+            self.notify(f"run {active.run_id} is already {active.status}", severity="warning")
+            return
+        if action in ("stop", "checkpoint", "validate") and active is None:
+            self.notify("no run is active", severity="warning")
+            return
+        self.state.busy = {"start": "starting", "stop": "stopping", "restart": "restarting"}.get(action, action)
+        self.announce("busy")
+        self.run_command(action, active.run_id if active else None)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = theming.LIGHT if self.current_theme.dark else theming.DARK
+
+    def action_toggle_auto_restart(self) -> None:
+        self.state.auto_restart = not self.state.auto_restart
+        self.notify(f"restart on change: {'on' if self.state.auto_restart else 'off'}", timeout=3)
+        self.announce("change")
+
+    async def action_quit(self) -> None:
+        editor = self._config_screen()
+        if editor is not None and editor.dirty:
+            self.push_screen(QuitGuard(), self._after_quit_guard)
+            return
+        self.exit(0)
+
+    async def _after_quit_guard(self, choice: str | None) -> None:
+        if choice == "discard":
+            self.exit(0)
+        elif choice == "save":
+            editor = self._config_screen()
+            if editor is not None and await editor.save_now():
+                self.exit(0)
+
+    def _config_screen(self) -> ConfigScreen | None:
+        for screen in self._mode_screens():
+            if isinstance(screen, ConfigScreen):
+                return screen
+        return None
+
+    def _mode_screens(self) -> Iterable[Screen]:
+        for stack in self._screen_stacks.values():
+            yield from (s for s in stack if isinstance(s, Screen))
+
+    async def jump_to_key(self, dotted: str | None, line: int | None = None) -> None:
+        """Show the option in the config editor (a problem's key, or a palette hit)."""
+        await self.switch_mode("config")
+        screen = self.screen
+        if isinstance(screen, ConfigScreen):
+            screen.focus_key(dotted, line)
+
+    async def show_run(self, run_id: str) -> None:
+        await self.switch_mode("monitor")
+        screen = self.screen
+        if isinstance(screen, MonitorScreen):
+            screen.follow_run(run_id)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette lists every binding of the screen it was opened on, with its key."""
+        yield from super().get_system_commands(screen)
+        seen = {"quit", "command_palette"}
+        for active in screen.active_bindings.values():
+            binding = active.binding
+            if not binding.description or binding.action in seen or binding.system:
+                continue
+            seen.add(binding.action)
+            yield SystemCommand(
+                binding.description,
+                f"key: {self.get_key_display(binding)}" + (f" · {binding.tooltip}" if binding.tooltip else ""),
+                partial(self.run_action, binding.action, active.node),
+            )
+
+
+def make_app(workspace: str | Path | Workspace, **options: Any) -> FluxApp:
+    """The app for a workspace folder. Options: mode, watch, gpu, runs_interval,
+    tail_interval, settings_dir (see FluxApp)."""
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.at(workspace)
+    return FluxApp(ws, **options)
+
+
+__all__ = ["FluxApp", "WorkspaceState", "make_app"]

@@ -1,0 +1,1 @@
+"""The five screens (Textual modes) and the dialogs."""

@@ -1,0 +1,76 @@
+"""What every screen shares: the navigation bar on top, the footer below, and redraws on
+the app's state changes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from ..widgets.navbar import NavBar
+
+if TYPE_CHECKING:
+    from ..app import FluxApp, WorkspaceState
+
+
+def run_badge(state: WorkspaceState) -> Text:
+    """The run in one line: shown on every screen, so a step counter is always in view."""
+    text = Text()
+    if state.busy:
+        text.append(f"{state.busy}… ", style="bold yellow")
+    run = state.active
+    if run is None:
+        last = state.runs[-1] if state.runs else None
+        if last is None:
+            text.append("no runs yet")
+        else:
+            text.append(f"last run {last.status}", style="red" if last.status in ("failed", "crashed") else "")
+        return text
+    text.append("● ", style="bold green")
+    text.append(f"{run.status} ")
+    if run.step is not None:
+        total = f"/{run.total_steps}" if run.total_steps else ""
+        text.append(f"step {run.step}{total}", style="bold")
+    elif run.stage:
+        text.append(run.stage)
+    return text
+
+
+class FluxScreen(Screen):
+    MODE = ""
+
+    @property
+    def fapp(self) -> FluxApp:
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def state(self) -> WorkspaceState:
+        return self.fapp.state
+
+    def compose(self) -> ComposeResult:
+        yield NavBar(self.MODE)
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def on_mount(self) -> None:
+        self.fapp.state_changed.subscribe(self, self._on_state)
+        self._on_state("all")
+
+    def on_screen_resume(self) -> None:
+        self._on_state("all")
+
+    def _on_state(self, topic: str) -> None:
+        if not self.is_attached:
+            return
+        if topic in ("all", "runs", "busy"):
+            self.query_one(NavBar).show_run(run_badge(self.state))
+        self.on_state(topic)
+
+    def on_state(self, topic: str) -> None:
+        """Redraw what `topic` (project, datasets, estimate, gpu, runs, busy, change, all) touches."""

@@ -1,0 +1,293 @@
+"""The run monitor: progress, loss chart, memory, log, checkpoints and validation images.
+
+It follows the active run (or the newest one), or a run picked on the Runs screen. A worker
+tails the run's events.jsonl and trainer.log by offset; each batch arrives as a message and
+is appended to a RunState. The status line is redrawn at once, the heavier widgets (chart,
+tables, images) on a short timer, so a burst of a million backlog events costs a few draws.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, ProgressBar, Static, TabbedContent, TabPane
+from textual.worker import get_current_worker
+
+from ..messages import EventsBatch, LogLines
+from ..runstate import RunState, format_bytes, format_duration
+from ..tail import RunFeed
+from ..widgets.image_view import ValidationGallery
+from ..widgets.log_view import LogView
+from ..widgets.loss_chart import LossChart
+from ..widgets.vram_gauge import VramGauge
+from .base import FluxScreen
+
+REDRAW_INTERVAL = 0.25
+
+
+class MonitorScreen(FluxScreen):
+    MODE = "monitor"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "run('start')", "Start", id="run.start"),
+        Binding("x", "run('stop')", "Stop", id="run.stop"),
+        Binding("c", "run('checkpoint')", "Checkpoint now", id="run.checkpoint"),
+        Binding("v", "run('validate')", "Validate now", id="run.validate"),
+        Binding("l", "show_tab('tab-log')", "Log", id="monitor.log", show=False),
+        Binding("k", "show_tab('tab-checkpoints')", "Checkpoints", id="monitor.checkpoints", show=False),
+        Binding("g", "show_tab('tab-gallery')", "Gallery", id="monitor.gallery", show=False),
+        Binding("f", "follow_latest", "Follow latest run", id="monitor.follow_latest", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pinned: str | None = None  # a run picked on the Runs screen; None: follow the newest
+        self.run_id: str | None = None
+        self.current: RunState | None = None
+        self._dirty = False
+        self.first_paint_at: float | None = None  # monotonic time the first batch was drawn (bench)
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("no run yet: press s to start training", id="mon-status")
+        yield ProgressBar(total=None, show_eta=False, id="mon-progress")
+        yield Static("", id="mon-crash")
+        with Horizontal(id="mon-middle"):
+            yield LossChart(id="mon-chart")
+            with Vertical(id="mon-side"):
+                yield VramGauge(id="mon-vram")
+                yield Static("", id="mon-notes")
+        with TabbedContent(id="mon-tabs"):
+            with TabPane("Log", id="tab-log"):
+                yield LogView(id="mon-log")
+            with TabPane("Checkpoints", id="tab-checkpoints"):
+                yield DataTable(id="mon-checkpoints", cursor_type="row", zebra_stripes=True)
+            with TabPane("Validation", id="tab-gallery"):
+                yield ValidationGallery(id="mon-gallery")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#mon-checkpoints", DataTable)
+        table.add_columns("step", "saved", "took", "size", "folder")
+        super().on_mount()
+        self.set_interval(REDRAW_INTERVAL, self._redraw_heavy)
+
+    # -- which run --------------------------------------------------------------------------
+
+    def follow_run(self, run_id: str | None) -> None:
+        self.pinned = run_id
+        self._pick_run()
+
+    def action_follow_latest(self) -> None:
+        self.follow_run(None)
+        self.notify("following the newest run", timeout=2)
+
+    def _pick_run(self) -> None:
+        s = self.state
+        wanted = self.pinned
+        if wanted is None:
+            run = s.active or (s.runs[-1] if s.runs else None)
+            wanted = run.run_id if run else None
+        if wanted != self.run_id:
+            self._open_run(wanted)
+
+    def _open_run(self, run_id: str | None) -> None:
+        self.run_id = run_id
+        self.current = RunState(run_id) if run_id else None
+        self.query_one(LogView).reset_lines()
+        self.query_one("#mon-checkpoints", DataTable).clear()
+        self._dirty = True
+        if run_id is None:
+            return
+        self.tail_run(run_id, self.fapp.workspace.run_dir(run_id), self.fapp.tail_interval)
+        self._draw_status()
+
+    @work(thread=True, exclusive=True, group="tail", exit_on_error=False)
+    def tail_run(self, run_id: str, run_dir: Path, interval: float) -> None:
+        """Follow one run's files until cancelled (another run picked, or the app closing)."""
+        worker = get_current_worker()
+        feed = RunFeed(run_dir)
+        first = True
+        while not worker.is_cancelled:
+            steps, events, backlog, reset = feed.poll_events()
+            if first or len(steps) or events or reset:
+                self.post_message(EventsBatch(run_id, steps, events, backlog, reset))
+                first = False
+            lines, log_reset = feed.poll_log()
+            if lines or log_reset:
+                self.post_message(LogLines(run_id, lines, log_reset))
+            if not backlog and feed.log.at_end:
+                time.sleep(interval)
+
+    # -- batches from the worker ------------------------------------------------------------
+
+    def on_events_batch(self, msg: EventsBatch) -> None:
+        if self.current is None or msg.run_id != self.run_id:
+            return  # a late batch from the run we just left
+        self.current.apply(msg)
+        self._dirty = True
+        self._draw_status()
+        if self.first_paint_at is None and not msg.backlog:
+            self._redraw_heavy()
+            self.first_paint_at = time.monotonic()
+
+    def on_log_lines(self, msg: LogLines) -> None:
+        if msg.run_id != self.run_id:
+            return
+        view = self.query_one(LogView)
+        if msg.reset:
+            view.reset_lines()
+        view.append(msg.lines)
+
+    def on_state(self, topic: str) -> None:
+        if topic in ("all", "runs", "run-started"):
+            self._pick_run()
+            self._draw_status()
+            self.refresh_bindings()
+        if topic == "gpu":
+            self._dirty = True
+
+    # -- drawing ----------------------------------------------------------------------------
+
+    def _info(self):
+        return next((r for r in self.state.runs if r.run_id == self.run_id), None)
+
+    def _draw_status(self) -> None:
+        status = self.query_one("#mon-status", Static)
+        crash = self.query_one("#mon-crash", Static)
+        run, info = self.current, self._info()
+        if run is None:
+            status.update("no run yet: press s to start training")
+            crash.display = False
+            return
+        total = (info.total_steps if info else None) or None
+        stage = run.stage or {}
+        text = Text()
+        state_name = info.status if info else ("ended" if run.end else "…")
+        colour = {"running": "green", "starting": "green", "completed": "bold", "stopped": "yellow"}.get(
+            state_name, "red"
+        )
+        text.append(f"{run.run_id} ", style="dim")
+        text.append(state_name, style=f"bold {colour}")
+        if self.pinned:
+            text.append(" (pinned; f: follow newest)", style="dim")
+        text.append(f"  step {run.step}" + (f"/{total}" if total else ""), style="bold")
+        sps = run.seconds_per_step
+        if sps is not None:
+            text.append(f"  {sps:.2f} s/step" if sps < 10 else f"  {sps:.0f} s/step")
+        eta = run.eta_seconds(total) if info is None or info.active else None
+        if eta is not None:
+            text.append(f"  ETA {format_duration(eta)}")
+        last = run.last or {}
+        if "loss" in last:
+            text.append(f"  loss {last['loss']:.4f}")
+            if len(run.smooth):
+                text.append(f" (smoothed {run.smooth[-1]:.4f})", style="dim")
+        if last.get("lr") is not None:
+            text.append(f"  lr {last['lr']:.2e}")
+        if stage.get("name") and stage.get("name") != "train" and (info is None or info.active):
+            text.append(f"  [{stage['name']} {stage.get('done', '')}/{stage.get('total', '')}]", style="yellow")
+        if run.loading:
+            text.append(f"  reading history… {run.events_seen:,} events", style="dim")
+        status.update(text)
+        bar = self.query_one("#mon-progress", ProgressBar)
+        bar.update(total=total, progress=run.step if total else 0)
+        self._draw_crash(crash, run, info)
+
+    def _draw_crash(self, crash: Static, run: RunState, info) -> None:
+        failed = (info is not None and info.status in ("failed", "crashed")) or (
+            run.end is not None and run.end.get("status") == "failed"
+        )
+        crash.display = failed
+        if not failed:
+            return
+        end = run.end or {}
+        error = (info.error if info else None) or end.get("error") or "the trainer stopped without a word"
+        detail = info.exit_detail if info else None
+        tail = (info.traceback_tail if info else None) or end.get("traceback_tail") or ""
+        text = Text()
+        text.append(f"{info.status if info else 'failed'}: ", style="bold red")
+        text.append(str(error))
+        if detail:
+            text.append(f"\n{detail}", style="red")
+        if tail:
+            lines = str(tail).strip().splitlines()[-6:]
+            text.append("\n" + "\n".join(lines), style="dim")
+        crash.update(text)
+
+    def _redraw_heavy(self) -> None:
+        if not self._dirty or not self.is_attached:
+            return
+        self._dirty = False
+        run = self.current
+        chart = self.query_one(LossChart)
+        if run is None:
+            chart.show_run([], [], [])
+            return
+        chart.show_run(run.steps, run.loss, run.smooth)
+        last = run.last or {}
+        gpus = self.state.gpus
+        g = gpus[0] if gpus else None
+        self.query_one(VramGauge).show(
+            alloc_mb=last.get("vram_alloc_mb"),
+            peak_mb=last.get("vram_peak_mb"),
+            total_mb=g.total_mb if g else None,
+            rss_mb=last.get("rss_mb"),
+            history=list(run.memory_mb),
+            gpu_name=g.name if g else None,
+            util_pct=g.util_pct if g else None,
+        )
+        notes = Text()
+        for w in run.warnings[-3:]:
+            notes.append(f"! {w.get('message')}\n", style="yellow")
+        self.query_one("#mon-notes", Static).update(notes)
+        self._draw_checkpoints(run)
+        if self.run_id:
+            self.run_worker(
+                self.query_one(ValidationGallery).show(self.fapp.workspace.run_dir(self.run_id), run.latest_images()),
+                group="gallery",
+                exclusive=True,
+                exit_on_error=False,
+            )
+
+    def _draw_checkpoints(self, run: RunState) -> None:
+        table = self.query_one("#mon-checkpoints", DataTable)
+        rows = run.checkpoint_rows()
+        if table.row_count == len(rows) and (not rows or table.is_valid_row_index(len(rows) - 1)):
+            keys = [str(r.get("path")) for r in rows]
+            if keys == [str(k.value) for k in table.rows]:
+                return
+        table.clear()
+        for ev in rows:
+            saved = time.strftime("%H:%M:%S", time.localtime(ev.get("t", 0)))
+            took = f"{ev.get('seconds', 0):.1f} s" if isinstance(ev.get("seconds"), (int, float)) else "–"
+            table.add_row(
+                str(ev.get("step")),
+                saved,
+                took,
+                format_bytes(ev.get("size_bytes")),
+                Path(str(ev.get("path"))).name,
+                key=str(ev.get("path")),
+            )
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "run" and parameters:
+            active = self.state.active is not None
+            if self.state.busy:
+                return None
+            if parameters[0] == "start":
+                return None if active else True
+            return True if active else None
+        return True
+
+    def action_run(self, what: str) -> None:
+        self.fapp.request_run(what)
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one("#mon-tabs", TabbedContent).active = tab

@@ -1,0 +1,80 @@
+"""Images in the terminal through textual-image, with half cells over SSH and in tmux.
+
+Graphics protocols (sixel, kitty) rarely survive tmux or a hop through SSH, and textual-image
+can only ask the terminal what it supports before Textual starts; so in those places we use
+coloured half cells, which every 256-colour terminal shows.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.containers import HorizontalScroll, Vertical
+from textual.widget import Widget
+from textual.widgets import Static
+
+
+def use_halfcell() -> bool:
+    choice = os.environ.get("FLUXTUI_IMAGES", "").lower()
+    if choice in ("halfcell", "auto"):
+        return choice == "halfcell"
+    return bool(os.environ.get("TMUX") or os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_TTY"))
+
+
+def image_widget(path: Path | None, *, id: str | None = None, classes: str | None = None) -> Widget:
+    if use_halfcell():
+        from textual_image.widget import HalfcellImage as Image
+    else:
+        from textual_image.widget import Image
+    return Image(str(path) if path else None, id=id, classes=classes)
+
+
+class ImageCard(Vertical):
+    DEFAULT_CSS = """
+    ImageCard {
+        width: 26;
+        height: auto;
+        margin: 0 1 0 0;
+        & > .image { width: 24; height: 12; }
+        & > .caption { width: 24; height: 2; color: $text-muted; }
+    }
+    """
+
+    def __init__(self, path: Path, caption: str):
+        super().__init__()
+        self.path = path
+        self.caption = caption
+
+    def compose(self) -> ComposeResult:
+        yield image_widget(self.path, classes="image")
+        yield Static(self.caption, classes="caption")
+
+
+class ValidationGallery(HorizontalScroll):
+    """The latest image of each validation prompt and size."""
+
+    DEFAULT_CSS = """
+    ValidationGallery {
+        height: 1fr;
+        #gallery-empty { color: $text-muted; }
+    }
+    """
+
+    def __init__(self, *, id: str | None = None):
+        super().__init__(id=id)
+        self.shown: list[tuple[str, int, str]] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static("no validation images yet", id="gallery-empty")
+
+    async def show(self, run_dir: Path, items: list[tuple[str, int, str]]) -> None:
+        if items == self.shown:
+            return
+        self.shown = list(items)
+        await self.remove_children()
+        if not items:
+            await self.mount(Static("no validation images yet", id="gallery-empty"))
+            return
+        await self.mount_all(ImageCard(run_dir / rel, f"{name}\nstep {step}") for name, step, rel in items)

@@ -1,0 +1,58 @@
+"""VRAM in use against the card's size, with a sparkline of the recent allocation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Sparkline, Static
+
+
+def bar(fraction: float, width: int) -> str:
+    fraction = min(max(fraction, 0.0), 1.0)
+    filled = round(fraction * width)
+    return "█" * filled + "░" * (width - filled)
+
+
+class VramGauge(Vertical):
+    DEFAULT_CSS = """
+    VramGauge {
+        height: auto;
+        #vram-text { height: auto; }
+        Sparkline { height: 2; margin: 0 0 1 0; }
+    }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("VRAM –", id="vram-text")
+        yield Sparkline([], id="vram-spark")
+
+    def show(
+        self,
+        *,
+        alloc_mb: float | None,
+        peak_mb: float | None,
+        total_mb: float | None,
+        rss_mb: float | None,
+        history: Sequence[float],
+        gpu_name: str | None = None,
+        util_pct: float | None = None,
+    ) -> None:
+        lines = []
+        if total_mb:
+            used = alloc_mb or 0.0
+            lines.append(f"VRAM {bar(used / total_mb, 16)}")
+            lines.append(
+                f"{used / 1024:.1f}/{total_mb / 1024:.0f} GiB" + (f" peak {peak_mb / 1024:.1f}" if peak_mb else "")
+            )
+            if gpu_name:
+                lines.append(gpu_name + (f" · {util_pct:.0f}% busy" if util_pct is not None else ""))
+        elif alloc_mb:
+            lines.append(f"VRAM {alloc_mb / 1024:.1f} GiB" + (f" peak {peak_mb / 1024:.1f}" if peak_mb else ""))
+        else:
+            lines.append("no GPU: training on the CPU")
+        if rss_mb:
+            lines.append(f"RAM {rss_mb:.0f} MB")
+        self.query_one("#vram-text", Static).update("\n".join(lines))
+        self.query_one(Sparkline).data = list(history)
