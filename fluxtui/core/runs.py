@@ -98,7 +98,7 @@ class RunInfo:
     signal: str | None = None  # e.g. "SIGKILL"
     supervisor_pid: int | None = None
     world_size: int | None = None
-    last_checkpoint: str | None = None  # path of the newest checkpoint event
+    last_checkpoint: str | None = None  # absolute path of the newest checkpoint event
     last_event_t: float | None = None
     traceback_tail: str | None = None
     notes: list[str] = field(default_factory=list)  # things to tell the person (stale lock taken over)
@@ -240,8 +240,8 @@ def get_run(ws, run_id: str) -> RunInfo:
         info.last_loss = s.last_step.get("loss")
     if s.stage is not None:
         info.stage = s.stage.get("name")
-    if s.checkpoint is not None:
-        info.last_checkpoint = s.checkpoint.get("path")
+    if s.checkpoint is not None and s.checkpoint.get("path"):
+        info.last_checkpoint = str(run_dir / s.checkpoint["path"])  # stays as it is when absolute
     info.total_steps = s.train_total or _total_from_config(run_dir, record)
 
     if s.end is not None:
