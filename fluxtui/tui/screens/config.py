@@ -70,6 +70,7 @@ class ConfigScreen(FluxScreen):
         Binding("ctrl+s", "save", "Save", id="config.save", priority=True),
         Binding("ctrl+r", "toggle_raw", "Raw TOML/form", id="config.raw", priority=True),
         Binding("ctrl+l", "revert", "Reload from disk", id="config.revert", priority=True),
+        Binding("escape", "leave_field", "Leave field", id="config.leave_field", show=False),
     ]
 
     def __init__(self) -> None:
@@ -285,6 +286,13 @@ class ConfigScreen(FluxScreen):
             switcher.current = "cfg-raw"
             self.raw.focus()
         self._update_status()
+
+    def action_leave_field(self) -> None:
+        """Out of a text field, so the number keys switch screens again."""
+        if self.showing_raw:
+            self.set_focus(None)
+        else:
+            self.query_one(TabbedContent).query_one("Tabs").focus()
 
     def action_revert(self) -> None:
         self.load_text(self.state.text if self.state.loaded else self.disk_text)
