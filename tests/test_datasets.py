@@ -431,14 +431,14 @@ def test_size_rule_per_bucket_with_several_processes(tmp_path):
     report = scan_dataset(project, 0)
     assert {a: len(v) for a, v in report.buckets.items()} == {0.33: 1, 1.0: 5, 2.0: 2}
     errors = {p.message.split(",")[1].split(":")[0].strip(): p for p in report.problems}
-    assert set(errors) == {"bucket 0.33 (64x192)", "bucket 1 (64x64)", "bucket 2 (128x64)"}
-    square = errors["bucket 1 (64x64)"]
+    assert set(errors) == {"bucket 0.33 (64x192)", "bucket 1.00 (64x64)", "bucket 2.00 (128x64)"}
+    square = errors["bucket 1.00 (64x64)"]
     assert square.is_error and square.key == "datasets[0].repeats"
     assert square.line == line_of(project.text, "repeats")
     assert "5 images x (repeats 0 + 1) = 5 < 8 needed" in square.message
     assert "train_batch_size 2 x gradient_accumulation_steps 2 x 2 processes" in square.message
     assert square.fix.startswith("set repeats = 1 (7 fills every bucket)")
-    assert errors["bucket 2 (128x64)"].fix.startswith("set repeats = 3 (7 fills every bucket)")
+    assert errors["bucket 2.00 (128x64)"].fix.startswith("set repeats = 3 (7 fills every bucket)")
     assert errors["bucket 0.33 (64x192)"].fix.startswith("set repeats = 7,")
 
     project = make_project(tmp_path, sections, [{**ds, "repeats": 7}])
@@ -537,3 +537,29 @@ def test_disabled_datasets_are_not_scanned(tmp_path):
     ds = [dataset(caption_strategy="filename"), {**dataset("missing"), "id": "off", "disabled": True}]
     reports, problems = scan_project(make_project(tmp_path, datasets_=ds))
     assert [r.id for r in reports] == ["imgs"] and problems == []
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    files=st.lists(
+        st.tuples(st.sampled_from(MAGICS), st.binary(max_size=300), st.sampled_from(["png", "jpg", "webp", "bmp"])),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_scan_reports_random_files_and_never_raises(tmp_path_factory, files):
+    ws = tmp_path_factory.mktemp("fuzz")
+    folder = ws / "datasets/imgs"
+    folder.mkdir(parents=True)
+    for i, (magic, body, ext) in enumerate(files):
+        (folder / f"f{i}.{ext}").write_bytes(magic + body)
+    project = make_project(ws, datasets_=[dataset(caption_strategy="filename")])
+    report = scan_dataset(project, 0)
+    assert len(report.images) + len(report.skipped) == len(files)
+    assert all(s.reason for s in report.skipped)
+
+
+def test_a_folder_named_like_an_image_is_walked(tmp_path):
+    save(tmp_path / "datasets/imgs/album.png/inside.png")
+    report = scan_dataset(make_project(tmp_path, datasets_=[dataset(caption_strategy="filename")]), 0)
+    assert [i.path.name for i in report.images] == ["inside.png"] and report.skipped == []

@@ -46,7 +46,7 @@ def test_demo_is_ready(demo):
     out = result.stdout
     assert "dataset shapes" in out and "(datasets/shapes)" in out
     assert "24  (24 captioned)" in out
-    assert "1         24 images  -> 64x64" in out
+    assert "buckets    1.00      24 images  -> 64x64" in out
     assert "6 per epoch per process (1 process)" in out
     assert out.rstrip().endswith("ok: ready to train")
     assert "\033[" not in out  # NO_COLOR

@@ -56,7 +56,7 @@ def print_report(report: DatasetReport, base: Path, stream=sys.stdout) -> None:
         first = True
         for aspect, items in report.buckets.items():
             target = max(set(i.target for i in items), key=[i.target for i in items].count)
-            line("buckets" if first else "", f"{aspect:<5g} {len(items):>6} images  -> {target[0]}x{target[1]}")
+            line("buckets" if first else "", f"{aspect:.2f} {len(items):>7} images  -> {target[0]}x{target[1]}")
             first = False
     processes = f"{report.processes} process" + ("es" if report.processes != 1 else "")
     line("batches", f"{report.batches_per_epoch} per epoch per process ({processes})")

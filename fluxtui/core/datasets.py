@@ -615,7 +615,7 @@ def _size_rule(project: Project, report: DatasetReport) -> list[Problem]:
         out.append(
             problem_at(
                 project,
-                f"dataset `{ds.id}`, bucket {aspect:g} ({tw}x{th}): {n} image{'s' if n != 1 else ''} x "
+                f"dataset `{ds.id}`, bucket {aspect:.2f} ({tw}x{th}): {n} image{'s' if n != 1 else ''} x "
                 f"(repeats {ds.repeats} + 1) = {n * passes} < {needed} needed per optimizer step ({why})",
                 f"datasets[{report.index}].repeats",
                 fix=fix,
