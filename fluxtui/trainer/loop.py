@@ -83,6 +83,15 @@ def train(
         tel.log(f"error: {message}", all_ranks=True)
         if tail:
             tel.log(tail, all_ranks=True)
+        if not tel.started:  # failed before it really began: the stream still opens with run.start
+            tel.emit(
+                "run.start",
+                pid=os.getpid(),
+                world_size=int(os.environ.get("WORLD_SIZE", "1")),
+                config_hash=None,
+                resumed_from=None,
+                fluxtui_version=__version__,
+            )
         tel.emit("run.end", status="failed", step=progress.step, error=message, traceback_tail=tail)
         tel.close()
         return 1
@@ -105,7 +114,7 @@ def _train(
 ) -> str:
     # ======================================================================== setup
     project = _load_config(ws, run_dir)
-    reports = _check(project, tel)
+    reports, warnings = _check(project)
     choice = _pick_checkpoint(ws, project, fresh=fresh, resume=resume)
 
     import torch
@@ -127,6 +136,8 @@ def _train(
         fluxtui_version=__version__,
     )
     tel.log(f"run {run_id}: {world} process(es) on {device}; {choice.reason}")
+    for w in warnings:
+        tel.warning(w.message + (f" (fix: {w.fix})" if w.fix else ""), w.key)
     started = time.monotonic()
 
     tel.stage("load_models", 0, 1)
@@ -379,17 +390,15 @@ def _load_config(ws: Workspace, run_dir: Path) -> Any:
     return project
 
 
-def _check(project: Any, tel: Telemetry) -> list[Any]:
-    """Cross-field rules and the dataset scan; errors end the run, warnings become events."""
+def _check(project: Any) -> tuple[list[Any], list[Any]]:
+    """Cross-field rules and the dataset scan: (dataset reports, warnings); errors end the run."""
     from fluxtui.core import rules
 
     reports, problems = rules.check_all(project)
     errors = [p for p in problems if p.is_error]
     if errors:
         raise RunFailed(_problems_text(errors, project.path), errors[0].key)
-    for p in problems:
-        tel.warning(p.message + (f" (fix: {p.fix})" if p.fix else ""), p.key)
-    return reports
+    return reports, problems
 
 
 def _problems_text(problems: list[Any], path: Path) -> str:
@@ -486,7 +495,8 @@ def _build_caches(
 
         def failed(entry: Any, why: str) -> None:
             ds_key = f"datasets[{reports[entry.dataset].index}]"
-            tel.warning(f"cannot decode {entry.image}: {why}; left out of training", f"{ds_key}.instance_data_dir")
+            shown = _rel(entry.image, ws_root)
+            tel.warning(f"cannot decode {shown}: {why}; left out of training", f"{ds_key}.instance_data_dir")
 
         caches.cache_latents(
             entries,

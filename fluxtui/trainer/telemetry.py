@@ -30,6 +30,7 @@ class Telemetry:
         self.run_id = run_id
         self.writer = EventWriter(Path(run_dir) / EVENTS_FILE, run_id) if main else None
         self._last_stage: dict[str, float] = {}
+        self.started = False  # run.start emitted
 
     # -- human log ------------------------------------------------------------------------
 
@@ -43,6 +44,7 @@ class Telemetry:
     # -- events ---------------------------------------------------------------------------
 
     def emit(self, type_: str, **fields: Any) -> None:
+        self.started = self.started or type_ == "run.start"
         if self.writer is not None:
             self.writer.emit(type_, **fields)
 
