@@ -325,3 +325,27 @@ def test_random_weights_builds_without_download(tmp_path, monkeypatch):
     assert out.shape == latents.shape and torch.isfinite(out).all()
     image = a.vae.decode(torch.randn(1, 16, 8, 8)).sample
     assert image.shape == (1, 3, 64, 64)
+
+
+# --------------------------------------------------------------------------- quantised loading
+
+
+@pytest.mark.parametrize("via", ["cpu", "accelerator"])
+def test_load_with_quantised_transformer_and_text_encoder(via, tmp_path):
+    project = make_project(
+        tmp_path,
+        '[model]\nmodel_flavour = "tiny-random"\nbase_model_precision = "int8-quanto"\n'
+        f'text_encoder_2_precision = "int8-quanto"\ntext_encoder_1_precision = "nf4-bnb"\nquantize_via = "{via}"\n',
+    )
+    from fluxtui.trainer.quantise import is_quantised
+
+    messages: list[str] = []
+    models = load_models(project, device=CPU, log=messages.append)
+    assert is_quantised(models.transformer) == "quanto"
+    assert is_quantised(models.text_encoder_2) == "quanto"
+    assert is_quantised(models.text_encoder) == "bnb"
+    assert is_quantised(models.vae) is None
+    where = "the CPU" if via == "cpu" else "cpu"
+    assert any("int8-quanto" in m and where in m for m in messages)
+    embeds, pooled, _ = encode_prompts(models, ["a cat"], device=CPU)
+    assert torch.isfinite(embeds).all() and torch.isfinite(pooled).all()
