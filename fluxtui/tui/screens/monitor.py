@@ -43,6 +43,7 @@ class MonitorScreen(FluxScreen):
         Binding("k", "show_tab('tab-checkpoints')", "Checkpoints", id="monitor.checkpoints", show=False),
         Binding("g", "show_tab('tab-gallery')", "Gallery", id="monitor.gallery", show=False),
         Binding("f", "follow_latest", "Follow latest run", id="monitor.follow_latest", show=False),
+        Binding("slash", "search_log", "Search log", id="monitor.search_log"),
     ]
 
     def __init__(self) -> None:
@@ -247,12 +248,7 @@ class MonitorScreen(FluxScreen):
         self.query_one("#mon-notes", Static).update(notes)
         self._draw_checkpoints(run)
         if self.run_id:
-            self.run_worker(
-                self.query_one(ValidationGallery).show(self.fapp.workspace.run_dir(self.run_id), run.latest_images()),
-                group="gallery",
-                exclusive=True,
-                exit_on_error=False,
-            )
+            self.query_one(ValidationGallery).show(self.fapp.workspace.run_dir(self.run_id), run.latest_images())
 
     def _draw_checkpoints(self, run: RunState) -> None:
         table = self.query_one("#mon-checkpoints", DataTable)
@@ -288,6 +284,10 @@ class MonitorScreen(FluxScreen):
 
     def action_run(self, what: str) -> None:
         self.fapp.request_run(what)
+
+    def action_search_log(self) -> None:
+        self.action_show_tab("tab-log")
+        self.query_one(LogView).action_search()
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one("#mon-tabs", TabbedContent).active = tab

@@ -58,7 +58,7 @@ class ValidationGallery(HorizontalScroll):
     DEFAULT_CSS = """
     ValidationGallery {
         height: 1fr;
-        #gallery-empty { color: $text-muted; }
+        .gallery-empty { color: $text-muted; }
     }
     """
 
@@ -67,14 +67,14 @@ class ValidationGallery(HorizontalScroll):
         self.shown: list[tuple[str, int, str]] = []
 
     def compose(self) -> ComposeResult:
-        yield Static("no validation images yet", id="gallery-empty")
+        yield Static("no validation images yet", classes="gallery-empty")
 
-    async def show(self, run_dir: Path, items: list[tuple[str, int, str]]) -> None:
+    def show(self, run_dir: Path, items: list[tuple[str, int, str]]) -> None:
         if items == self.shown:
             return
         self.shown = list(items)
-        await self.remove_children()
+        self.remove_children()
         if not items:
-            await self.mount(Static("no validation images yet", id="gallery-empty"))
+            self.mount(Static("no validation images yet", classes="gallery-empty"))
             return
-        await self.mount_all(ImageCard(run_dir / rel, f"{name}\nstep {step}") for name, step, rel in items)
+        self.mount_all(ImageCard(run_dir / rel, f"{name}\nstep {step}") for name, step, rel in items)
