@@ -286,4 +286,5 @@ def test_downsample_keeps_the_newest_point():
     x = list(range(1_000_003))
     y = [float(i % 7) for i in x]
     bx, by = downsample(x, y, 400)
+    assert len(by) == len(bx)
     assert len(bx) <= 401 and bx[-1] == 1_000_002
