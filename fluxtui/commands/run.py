@@ -346,19 +346,24 @@ class _Stats:
             return f"RAM {self.rss_mb:.0f} MB (no GPU)"
         return "no GPU"
 
-    def line(self) -> str:
+    def lines(self) -> tuple[str, str]:
+        """(progress and loss, speed and memory): one line each on a terminal."""
         total = f"/{self.total}" if self.total else ""
         pct = f" ({100 * self.step / self.total:.0f}%)" if self.total else ""
-        parts = [f"step {self.step}{total}{pct}"]
+        first = [f"step {self.step}{total}{pct}"]
         if self.loss is not None:
-            parts.append(f"loss {self.loss:.4f} (avg {self.loss_avg:.4f})")
+            first.append(f"loss {self.loss:.4f} (avg {self.loss_avg:.4f})")
+        second = []
         if isinstance(self.lr, (int, float)):
-            parts.append(f"lr {self.lr:.2e}")
+            second.append(f"lr {self.lr:.2e}")
         if self.s_per_step is not None:
-            parts.append(f"{self.s_per_step:.2f} s/step")
-            parts.append(f"ETA {self.eta()}")
-        parts.append(self.memory())
-        return "  ".join(parts)
+            second.append(f"{self.s_per_step:.2f} s/step")
+            second.append(f"ETA {self.eta()}")
+        second.append(self.memory())
+        return "  ".join(first), "  ".join(second)
+
+    def line(self) -> str:
+        return "  ".join(self.lines())
 
 
 def _duration(seconds: float) -> str:
@@ -507,18 +512,21 @@ class RichDisplay(PlainDisplay):
     def _refresh(self) -> None:
         if self.quiet:
             return
-        from rich.console import Group
         from rich.progress_bar import ProgressBar
+        from rich.table import Table
         from rich.text import Text
 
         s = self.stats
         stage = getattr(self, "_stage_now", None)
         head = f"run {self.run_id}"
-        if stage is not None and stage.get("name") != "train":
-            done, total = stage.get("done"), stage.get("total")
-            head += f"  ·  {stage.get('name')}" + (f" {done}/{total}" if total else "")
-        bar = ProgressBar(total=float(s.total or 1), completed=float(s.step), width=50)
-        self.live.update(Group(Text(head, style="bold"), bar, Text(s.line())))
+        if stage is not None and stage.get("name") != "train" and (stage.get("done") or 0) < (stage.get("total") or 0):
+            head += f"  ·  {stage.get('name')} {stage.get('done')}/{stage.get('total')}"  # a stage in progress
+        width = max(10, min(60, self.console.width - 2))
+        bar = ProgressBar(total=float(s.total or 1), completed=float(s.step), width=width)
+        grid = Table.grid()
+        for row in (Text(head, style="bold"), bar, *(Text(line) for line in s.lines())):
+            grid.add_row(row)  # a grid puts each on its own line (a bar alone ends no line)
+        self.live.update(grid)
 
     def pause(self) -> None:
         self.live.stop()
