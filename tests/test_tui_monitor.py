@@ -215,6 +215,21 @@ async def test_monitor_at_80x24(ws):
         assert screen.query_one("#mon-tabs").active == "tab-gallery"
 
 
+@pytest.mark.asyncio
+async def test_chart_draws_a_single_point_and_a_flat_line(ws):
+    run = FakeTrainer(ws, "20260101-000000")
+    run.steps(1)
+    app = make_app(ws.root, watch=False, gpu=False, mode="monitor", tail_interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        chart = app.screen.query_one(LossChart)
+        await wait_for(pilot, lambda: chart.points_drawn == 1)
+        await pilot.pause(0.3)  # a draw with a zero-width range used to raise in textual-plot
+        chart.show_curves([("flat", [1.0, 2.0, 3.0], [0.5, 0.5, 0.5])])
+        await pilot.pause(0.3)
+        assert chart.points_drawn == 3
+        assert app.is_running
+
+
 # -- the tail, without a screen ------------------------------------------------------------
 
 

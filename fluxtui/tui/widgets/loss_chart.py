@@ -27,6 +27,16 @@ def downsample(x: Sequence[float], y: Sequence[float], max_points: int = MAX_POI
     return bx, by
 
 
+def padded_limits(lo: float, hi: float, min_span: float) -> tuple[float, float]:
+    """Axis limits with a little air, never a zero-width range (textual-plot's tick maths
+    divides by the span: one point, or a flat line, must still draw)."""
+    span = hi - lo
+    if span < min_span:
+        mid = (hi + lo) / 2
+        return mid - min_span / 2, mid + min_span / 2
+    return lo - span * 0.05, hi + span * 0.05
+
+
 class LossChart(PlotWidget, can_focus=False):
     DEFAULT_CSS = """
     LossChart {
@@ -54,21 +64,29 @@ class LossChart(PlotWidget, can_focus=False):
             self.points_drawn = 0
             return
         x, y = downsample(steps, raw)
+        _x, ys = downsample(steps, smooth)
+        self._set_limits(x, np.concatenate([y, ys]))
         self.plot(x, y, line_style=self._colour("loss-raw"), hires_mode=HiResMode.BRAILLE, label="loss")
-        x, y = downsample(steps, smooth)
-        self.plot(x, y, line_style=self._colour("loss-smooth"), hires_mode=HiResMode.BRAILLE, label="smoothed")
+        self.plot(x, ys, line_style=self._colour("loss-smooth"), hires_mode=HiResMode.BRAILLE, label="smoothed")
         self.points_drawn = len(steps)
+
+    def _set_limits(self, xs: np.ndarray, ys: np.ndarray) -> None:
+        ys = ys[np.isfinite(ys)]
+        if len(xs) == 0 or len(ys) == 0:
+            return
+        x0, x1 = float(np.min(xs)), float(np.max(xs))
+        self.set_xlimits(*(padded_limits(x0, x1, 2.0) if x1 - x0 < 2 else (x0, x1)))
+        y0, y1 = float(np.min(ys)), float(np.max(ys))
+        self.set_ylimits(*padded_limits(y0, y1, 1e-2 * max(1.0, abs(y1))))
 
     def show_curves(self, curves: list[tuple[str, Sequence[float], Sequence[float]]]) -> None:
         """Several runs' smoothed curves overlaid, each with its own colour and a legend."""
         self.clear()
         colours = [self._colour("loss-smooth"), self._colour("loss-other"), "green", "magenta"]
-        total = 0
-        for i, (label, steps, values) in enumerate(curves):
-            if len(steps) == 0:
-                continue
-            x, y = downsample(steps, values)
+        drawn = [(label, *downsample(steps, values)) for label, steps, values in curves if len(steps)]
+        if drawn:
+            self._set_limits(np.concatenate([d[1] for d in drawn]), np.concatenate([d[2] for d in drawn]))
+        for i, (label, x, y) in enumerate(drawn):
             self.plot(x, y, line_style=colours[i % len(colours)], hires_mode=HiResMode.BRAILLE, label=label)
-            total += len(steps)
         self.show_legend(is_visible=bool(curves))
-        self.points_drawn = total
+        self.points_drawn = sum(len(steps) for _label, steps, _values in curves)
