@@ -29,11 +29,14 @@ __all__ = [
     "TINY_T5",
     "TINY_VAE",
     "VAE_FULL",
+    "T5_MAX_LENGTH",
     "FluxConfig",
     "Linear",
     "ModelSize",
+    "Pipeline",
     "arch_for_flavour",
     "block_of",
+    "pipeline_for_flavour",
     "transformer_linears",
     "transformer_other_params",
     "transformer_param_count",
@@ -194,6 +197,9 @@ class ModelSize:
     linear_params: int  # weights of nn.Linear layers: what quantisation shrinks
     other_params: int  # biases, embeddings, norms, convolutions: stay in bf16
     largest_linear: int = 0  # weight count of the biggest Linear (a quantiser's bf16 transient)
+    width: int = 0  # d_model / hidden size; for the VAE the channels of its full-resolution stage
+    heads: int = 0
+    ffn: int = 0  # feed-forward width
 
     @property
     def params(self) -> int:
@@ -207,7 +213,7 @@ def _t5_encoder(vocab: int, d_model: int, d_ff: int, layers: int, heads: int, d_
     ff = 2 * d_model * d_ff + d_ff * d_model  # wi_0, wi_1, wo
     linear = layers * (attn + ff)
     other = vocab * d_model + layers * 2 * d_model + d_model + buckets * heads  # embedding, norms, rel. bias
-    return ModelSize("T5 encoder", linear, other, largest_linear=d_model * d_ff)
+    return ModelSize("T5 encoder", linear, other, d_model * d_ff, width=d_model, heads=heads, ffn=d_ff)
 
 
 def _clip_text(vocab: int, hidden: int, ffn: int, layers: int, positions: int) -> ModelSize:
@@ -216,7 +222,7 @@ def _clip_text(vocab: int, hidden: int, ffn: int, layers: int, positions: int) -
     biases = layers * (4 * hidden + ffn + hidden)
     norms = layers * 4 * hidden + 2 * hidden
     other = vocab * hidden + positions * hidden + biases + norms
-    return ModelSize("CLIP text encoder", linear, other, largest_linear=hidden * ffn)
+    return ModelSize("CLIP text encoder", linear, other, hidden * ffn, width=hidden, heads=hidden // 64, ffn=ffn)
 
 
 # google/t5-v1_1-xxl encoder: 4,762,310,656 parameters (4.76 B).
@@ -224,9 +230,32 @@ T5_XXL = _t5_encoder(vocab=32128, d_model=4096, d_ff=10240, layers=24, heads=64,
 # openai/clip-vit-large-patch14 text tower: 123,060,480 parameters.
 CLIP_L = _clip_text(vocab=49408, hidden=768, ffn=3072, layers=12, positions=77)
 # FLUX.1 AutoencoderKL (16 latent channels): 83,819,683 parameters, 34,274,208 in the encoder.
-VAE_FULL = ModelSize("VAE", 0, 83_819_683)
+VAE_FULL = ModelSize("VAE", 0, 83_819_683, width=128)
 
 # The tiny-random pipeline's encoders and VAE (trainer/tiny.py "tiny"; checked by a test).
-TINY_T5 = ModelSize("T5 encoder", 10_240, 9_360, largest_linear=2_048)
-TINY_CLIP = ModelSize("CLIP text encoder", 8_192, 28_800, largest_linear=2_048)
-TINY_VAE = ModelSize("VAE", 0, 86_331)
+TINY_T5 = ModelSize("T5 encoder", 10_240, 9_360, 2_048, width=32, heads=2, ffn=64)
+TINY_CLIP = ModelSize("CLIP text encoder", 8_192, 28_800, 2_048, width=32, heads=2, ffn=64)
+TINY_VAE = ModelSize("VAE", 0, 86_331, width=8)
+
+# T5 sequence length per flavour when `tokenizer_max_length` is not set.
+T5_MAX_LENGTH = {"krea": 512, "dev": 512, "kontext": 512, "fluxbooru": 512, "libreflux": 512, "schnell": 256}
+T5_MAX_LENGTH["tiny-random"] = 32
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Everything of a flavour that takes memory, as shapes and counts."""
+
+    transformer: FluxConfig
+    clip: ModelSize
+    t5: ModelSize
+    vae: ModelSize
+    t5_max_length: int
+    tiny: bool = False
+
+
+def pipeline_for_flavour(flavour: str) -> Pipeline:
+    t5_len = T5_MAX_LENGTH.get(flavour, 512)
+    if flavour == "tiny-random":
+        return Pipeline(FLUX_TINY, TINY_CLIP, TINY_T5, TINY_VAE, t5_len, tiny=True)
+    return Pipeline(arch_for_flavour(flavour), CLIP_L, T5_XXL, VAE_FULL, t5_len)
