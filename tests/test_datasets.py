@@ -527,6 +527,10 @@ def test_broken_cache_and_no_cache(tmp_path):
     cache.write_text("{not json")
     assert len(scan_dataset(project, 0).images) == 1
     assert json.loads(cache.read_text())["version"] == datasets.CACHE_VERSION
+    data = json.loads(cache.read_text())
+    data["images"]["a.png"] = "odd"
+    cache.write_text(json.dumps(data))
+    assert len(scan_dataset(project, 0).images) == 1
     cache.unlink()
     assert len(scan_dataset(project, 0, cache=False).images) == 1
     assert not cache.exists()

@@ -34,11 +34,13 @@ __all__ = [
     "DatasetReport",
     "ImageInfo",
     "SkippedFile",
+    "bucket_of",
     "cache_file",
     "process_count",
     "scan_dataset",
     "scan_project",
     "target_size",
+    "too_small",
     "visible_gpu_count",
 ]
 
@@ -310,14 +312,19 @@ class _Cache:
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
                 if data.get("version") == CACHE_VERSION and data.get("folder") == self.folder:
-                    self.images, self.captions = dict(data["images"]), dict(data["captions"])
+                    images, captions = dict(data["images"]), dict(data["captions"])
+                    # A hand-edited or damaged file must not break the scan: all or nothing.
+                    if all(type(v) is list and len(v) == 5 for v in images.values()) and all(
+                        type(v) is list and len(v) == 3 and type(v[2]) is list for v in captions.values()
+                    ):
+                        self.images, self.captions = images, captions
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 pass  # no cache or an unreadable one: scan cold
 
     def header(self, e: _Entry) -> tuple[int, int, str | None]:
         """(width, height, reason the file is unusable or None)."""
         hit = self.images.get(e.rel)
-        if hit is None or hit[0] != e.size or hit[1] != e.mtime_ns or len(hit) != 5:
+        if hit is None or hit[0] != e.size or hit[1] != e.mtime_ns:
             try:
                 h = imagesize.read_header(e.path, e.size)
                 hit = [e.size, e.mtime_ns, h.width, h.height, h.reason]
