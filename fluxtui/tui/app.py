@@ -333,6 +333,8 @@ class FluxApp(App[int]):
             self.state.busy = "restarting"
             self.announce("busy")
             self.restart_for_change(active.run_id, change.resumable)
+        elif active is not None:
+            self.notify(f"{s.last_change}\nthe run goes on unchanged (a: restart on change)", timeout=6)
         else:
             self.notify(s.last_change, timeout=6)
         self.announce("change")
@@ -341,8 +343,9 @@ class FluxApp(App[int]):
     def restart_for_change(self, run_id: str, resumable: bool) -> None:
         """What `fluxtui run --watch` does: stop with a checkpoint, then resume or start fresh."""
         try:
-            runs.stop_run(self.workspace, run_id, timeout=60.0)
-            info = runs.start_run(self.workspace, fresh=not resumable, detach=True)
+            stopped = runs.stop_run(self.workspace, run_id, timeout=60.0)
+            resume = stopped.last_checkpoint if resumable and stopped is not None else None
+            info = runs.start_run(self.workspace, fresh=not resumable, resume=resume, detach=True)
         except ConfigError as e:
             self.post_message(RunCommandDone("restart", error="the project has problems", problems=e.problems))
             return
