@@ -136,7 +136,7 @@ def ws(tmp_path, monkeypatch) -> workspace.Workspace:
     return w
 
 
-def _wait_for(predicate, timeout=20.0, what="condition"):
+def _wait_for(predicate, timeout=60.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -155,7 +155,7 @@ def test_detached_run_completes_and_is_recorded(ws):
     assert info.pid and info.status in ("starting", "running")
     run_dir = ws.run_dir(info.run_id)
     assert (run_dir / "config.toml").read_text() == ws.project_file.read_text()
-    done = runs.wait_run(ws, info.run_id, timeout=30)
+    done = runs.wait_run(ws, info.run_id, timeout=60)
     assert done.status == "completed", done
     assert done.step == 20 and done.total_steps == 20
     assert done.last_loss == pytest.approx(1 / 20)
@@ -194,16 +194,16 @@ def test_second_run_refused_then_stop_with_checkpoint(ws, monkeypatch):
     _wait_for(lambda: (runs.get_run(ws, first.run_id).step or 0) >= 3, what="steps")
     active = runs.active_run(ws)
     assert active is not None and active.run_id == first.run_id and active.status == "running"
-    stopped = runs.stop_run(ws, timeout=30)
+    stopped = runs.stop_run(ws, timeout=60)
     assert stopped.status == "stopped", stopped
     assert stopped.last_checkpoint and Path(stopped.last_checkpoint).name == f"checkpoint-{stopped.step}"
     assert not (stopped.dir / "control" / "stop").exists()  # taken up by the trainer
     _wait_for(lambda: not ws.lock_file.exists(), what="lock released")
     # the next run resumes from that checkpoint by default, or starts over with fresh=True
     config.set_values(ws.project_file, {"training.max_train_steps": stopped.step + 5})
-    resumed = runs.wait_run(ws, runs.start_run(ws).run_id, timeout=30)
+    resumed = runs.wait_run(ws, runs.start_run(ws).run_id, timeout=60)
     assert resumed.resumed_from == stopped.step and _steps(resumed)[0] == stopped.step + 1
-    fresh = runs.wait_run(ws, runs.start_run(ws, fresh=True).run_id, timeout=30)
+    fresh = runs.wait_run(ws, runs.start_run(ws, fresh=True).run_id, timeout=60)
     assert fresh.resumed_from is None and _steps(fresh)[0] == 1
 
 
@@ -222,11 +222,11 @@ def test_sigkill_of_trainer_is_crashed_with_signal(ws, monkeypatch):
 
 def test_exit_code_without_run_end_and_failed_run(ws, monkeypatch):
     monkeypatch.setenv("FAKE_MODE", "exit3")
-    crashed = runs.wait_run(ws, runs.start_run(ws).run_id, timeout=30)
+    crashed = runs.wait_run(ws, runs.start_run(ws).run_id, timeout=60)
     assert crashed.status == "crashed" and crashed.exit_code == 3
     assert "code 3" in crashed.exit_detail
     monkeypatch.setenv("FAKE_MODE", "fail")
-    failed = runs.wait_run(ws, runs.start_run(ws).run_id, timeout=30)
+    failed = runs.wait_run(ws, runs.start_run(ws).run_id, timeout=60)
     assert failed.status == "failed" and failed.error == "boom: the fake failed" and failed.exit_code == 1
     assert failed.exit_detail is None and failed.step == 3
 
@@ -247,7 +247,7 @@ def test_everything_killed_is_crashed_and_lock_is_taken_over(ws, monkeypatch):
     config.set_values(ws.project_file, {"training.max_train_steps": 5})
     nxt = runs.start_run(ws, fresh=True)
     assert any("stale lock" in n and info.run_id in n for n in nxt.notes)
-    assert runs.wait_run(ws, nxt.run_id, timeout=30).status == "completed"
+    assert runs.wait_run(ws, nxt.run_id, timeout=60).status == "completed"
 
 
 def test_stop_escalates_to_sigkill(ws, monkeypatch):
@@ -266,7 +266,7 @@ def test_foreground_child_and_local_supervision(ws):
     info = runs.start_run(ws, detach=False)
     assert runs.local_process(info.run_id) is not None
     assert lock.read(ws.lock_file).pid == os.getpid()
-    done = runs.wait_run(ws, info.run_id, timeout=30)
+    done = runs.wait_run(ws, info.run_id, timeout=60)
     assert done.status == "completed" and done.exit_code == 0
     assert not ws.lock_file.exists()
 
