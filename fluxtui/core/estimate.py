@@ -94,6 +94,9 @@ RUNTIME_OVERHEAD_SHARE = {"none": 0.25, "quanto": 0.20, "bnb": 0.055}
 SPEED_SEED = ((1536, 1.4), (4608, 3.5))
 CHECKPOINTING_SLOWDOWN = 1.2  # SPEC: checkpointing costs ~20%
 GROUP_OFFLOAD_SLOWDOWN = 1.5  # streaming weights every step (rough)
+# A combined suggestion only takes a change that saves at least this much.
+MEANINGFUL_SAVING_GIB = 0.25
+MEANINGFUL_SAVING_SHARE = 0.02
 
 
 # =========================================================================================
@@ -527,7 +530,7 @@ def _stage_train(plan: _Plan) -> tuple[dict[str, float], dict[str, str]]:
     lora_type = "LoKr" if plan.project.lora.lora_type == "lycoris" else "LoRA"
     details = {
         "transformer weights": f"{_params_text(plan.cfg)} params, {how}",
-        "LoRA weights": f"{lora_type} {plan.lora_params / 1e6:.1f} M params on {plan.lora_layers} layers, fp32",
+        "LoRA weights": f"{lora_type} {_count(plan.lora_params)} params on {plan.lora_layers} layers, fp32",
         "LoRA gradients": "fp32",
         "optimizer state": f"{plan.project.training.optimizer}: {opt_what}",
         "activations": act_how,
@@ -567,8 +570,14 @@ def _stage_validate(plan: _Plan) -> dict[str, float] | None:
 def _params_text(cfg: FluxConfig) -> str:
     from .flux_arch import transformer_param_count
 
-    n = transformer_param_count(cfg)
-    return f"{n / 1e9:.1f} B" if n >= 1e8 else f"{n / 1e3:.0f} K"
+    return _count(transformer_param_count(cfg))
+
+
+def _count(n: int) -> str:
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return str(n)
 
 
 def _seconds_per_step(plan: _Plan) -> float | None:
@@ -603,12 +612,18 @@ class Suggestion:
     changes: dict[str, Any]
     total_gib: float
     fits: bool
+    combined: bool = False  # several changes found together because no single one was enough
 
     def describe(self) -> str:
         return "; ".join(f"{key} = {_literal(value)}" for key, value in self.changes.items())
 
     def to_json(self) -> dict[str, Any]:
-        return {"changes": self.changes, "total_gib": round(self.total_gib, 2), "fits": self.fits}
+        return {
+            "changes": self.changes,
+            "total_gib": round(self.total_gib, 2),
+            "fits": self.fits,
+            "combined": self.combined,
+        }
 
 
 def _literal(value: Any) -> str:
@@ -674,11 +689,14 @@ class Estimate:
             raise ValueError("suggestions() needs gpu_gb")
         if self._project is None or self.fits(gpu):
             return []
-        singles = []
+        singles: list[Suggestion] = []
+        best = self.total_gib
         for changes in _candidates(self._project):
             est = estimate(with_changes(self._project, changes))
-            if est.total_gib < self.total_gib and est.fits(gpu):
+            # a harsher change is only worth listing when it saves more than the milder ones
+            if est.total_gib < best - 0.05 and est.fits(gpu):
                 singles.append(Suggestion(changes, est.total_gib, True))
+                best = est.total_gib
         if singles:
             return singles[:limit]
         combo = _greedy(self._project, gpu)
@@ -799,15 +817,13 @@ def _candidates(project: Any) -> list[dict[str, Any]]:
         out.append({"training.train_batch_size": 1, "training.gradient_accumulation_steps": accum})
     if project.lora.flux_lora_target == "all+ffs":
         out.append({"lora.flux_lora_target": "all"})
-    current = FORMATS[m.base_model_precision].bytes_per_weight
-    for precision in PRECISION_ORDER:
-        if FORMATS[precision].bytes_per_weight < current:
-            change: dict[str, Any] = {"model.base_model_precision": precision}
-            if precision == "nf4-bnb" and t.torch_compile:
-                change["training.torch_compile"] = False  # nf4 cannot be compiled
-            if FORMATS[precision].backend == "quanto" and project.lora.lora_init_type == "loftq":
-                change["lora.lora_init_type"] = "default"  # LoftQ cannot sit on a quanto base
-            out.append(change)
+    precisions = _precision_candidates(project)
+    out += precisions[:-1]  # the harshest precision (int2) comes after offload and resolution
+    if not mem.enable_group_offload:
+        change: dict[str, Any] = {"memory.enable_group_offload": True}
+        if mem.enable_model_cpu_offload:
+            change["memory.enable_model_cpu_offload"] = False  # the two cannot be combined
+        out.append(change)
     for side in (768, 512):
         change = {}
         for i, d in enumerate(project.datasets):
@@ -817,35 +833,45 @@ def _candidates(project: Any) -> list[dict[str, Any]]:
                 )
         if change:
             out.append(change)
-    if not mem.enable_group_offload:
-        change = {"memory.enable_group_offload": True}
-        if mem.enable_model_cpu_offload:
-            change["memory.enable_model_cpu_offload"] = False  # the two cannot be combined
-        out.append(change)
+    out += precisions[-1:]
     if not mem.enable_model_cpu_offload and not mem.enable_group_offload:
         out.append({"memory.enable_model_cpu_offload": True})
     return out
 
 
+def _precision_candidates(project: Any) -> list[dict[str, Any]]:
+    m, t = project.model, project.training
+    harsher = PRECISION_ORDER[PRECISION_ORDER.index(m.base_model_precision) + 1 :]
+    out = []
+    for precision in harsher:
+        if FORMATS[precision].bytes_per_weight <= FORMATS[m.base_model_precision].bytes_per_weight:
+            change: dict[str, Any] = {"model.base_model_precision": precision}
+            if precision == "nf4-bnb" and t.torch_compile:
+                change["training.torch_compile"] = False  # nf4 cannot be compiled
+            if FORMATS[precision].backend == "quanto" and project.lora.lora_init_type == "loftq":
+                change["lora.lora_init_type"] = "default"  # LoftQ cannot sit on a quanto base
+            out.append(change)
+    return out
+
+
 def _greedy(project: Any, gpu: float) -> Suggestion | None:
-    """Apply the single change that saves the most, again and again, until it fits."""
+    """Take the mildest change that still saves something worth having, again and again,
+    until the project fits (or nothing helps any more)."""
     applied: dict[str, Any] = {}
     current = estimate(project)
-    for _ in range(8):
-        best: tuple[float, dict[str, Any]] | None = None
+    for _ in range(12):
         base = with_changes(project, applied)
+        worth = max(MEANINGFUL_SAVING_GIB, MEANINGFUL_SAVING_SHARE * current.total_gib)
         for changes in _candidates(base):
-            if set(changes) & set(applied):
-                continue
-            total = estimate(with_changes(base, changes)).total_gib
-            if total < current.total_gib - 1e-6 and (best is None or total < best[0]):
-                best = (total, changes)
-        if best is None:
+            trial = estimate(with_changes(base, changes))
+            if trial.total_gib <= current.total_gib - worth:
+                applied.update(changes)
+                current = trial
+                break
+        else:
             break
-        applied.update(best[1])
-        current = estimate(with_changes(project, applied))
         if current.fits(gpu):
             break
     if not applied:
         return None
-    return Suggestion(applied, current.total_gib, current.fits(gpu))
+    return Suggestion(applied, current.total_gib, current.fits(gpu), combined=True)
