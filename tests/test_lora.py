@@ -272,3 +272,195 @@ def test_loftq_without_cuda_is_a_clear_error(tmp_path, tiny_transformer_dir):
     with pytest.raises(LoraError) as err:
         add_lora(transformer, lora_project(tmp_path, lora_init_type="loftq"))
     assert err.value.key == "lora.lora_init_type" and "CUDA" in err.value.message
+
+
+# --------------------------------------------------------------------------- LoKr
+
+
+def test_lokr_constructs_trains_saves_and_resumes(tmp_path, tiny_transformer_dir):
+    from safetensors.torch import load_file
+
+    transformer = fresh_transformer(tiny_transformer_dir)
+    base = _out(transformer)
+    project = lora_project(tmp_path, lora_type="lycoris", lora_rank=4, lokr_factor=4)
+    params = add_lora(transformer, project)
+    assert params and all(p.requires_grad and p.dtype == torch.float32 for p in params)
+    assert {id(p) for p in transformer.parameters() if p.requires_grad} <= {id(p) for p in params}
+    assert torch.allclose(_out(transformer), base, atol=1e-6)  # LoKr starts as a no-op
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    for _ in range(2):
+        loss = _out_grad(transformer).pow(2).mean()
+        loss.backward()
+        assert sum(float(p.grad.abs().sum()) for p in params if p.grad is not None) > 0
+        opt.step()
+        opt.zero_grad()
+    trained = _out(transformer)
+    assert not torch.allclose(trained, base)
+    set_adapter_enabled(transformer, False)
+    assert torch.allclose(_out(transformer), base, atol=1e-6)
+    set_adapter_enabled(transformer, True)
+
+    paths = save_lora(transformer, tmp_path / "out", comfyui=True)
+    saved = load_file(paths[0])
+    assert any(k.startswith("lycoris_transformer_blocks_0_attn_to_q.lokr_w") for k in saved)
+    assert load_file(paths[1]).keys() == saved.keys()
+
+    again = fresh_transformer(tiny_transformer_dir)
+    add_lora(again, project)
+    load_lora_state(again, lora_state_dict(transformer))
+    assert torch.allclose(_out(again), trained, atol=1e-6)
+
+
+def _out_grad(transformer):
+    gen = torch.Generator().manual_seed(1)
+    return transformer(
+        hidden_states=torch.randn(1, 16, 64, generator=gen),
+        encoder_hidden_states=torch.randn(1, 8, 32, generator=gen),
+        pooled_projections=torch.randn(1, 32, generator=gen),
+        timestep=torch.tensor([0.5]),
+        img_ids=torch.zeros(16, 3),
+        txt_ids=torch.zeros(8, 3),
+        guidance=torch.tensor([1.0]),
+        return_dict=False,
+    )[0]
+
+
+# --------------------------------------------------------------------------- ComfyUI export
+
+
+def _delta(a, b, scale):
+    return (b.float() @ a.float()) * scale
+
+
+def test_comfyui_export_round_trips_through_diffusers_converter():
+    """Full-size shapes (the converter hard-codes Flux's widths), two blocks of each kind."""
+    from diffusers.loaders.lora_conversion_utils import _convert_kohya_flux_lora_to_diffusers
+
+    from fluxtui.core.lora_targets import LORA_TARGET_PRESETS
+    from fluxtui.trainer.comfyui import to_comfyui
+
+    hidden, mlp, rank = 3072, 12288, 2
+    shapes = {  # layer -> (in, out)
+        "attn.to_q": (hidden, hidden),
+        "attn.to_k": (hidden, hidden),
+        "attn.to_v": (hidden, hidden),
+        "attn.to_out.0": (hidden, hidden),
+        "attn.add_q_proj": (hidden, hidden),
+        "attn.add_k_proj": (hidden, hidden),
+        "attn.add_v_proj": (hidden, hidden),
+        "attn.to_add_out": (hidden, hidden),
+        "ff.net.0.proj": (hidden, mlp),
+        "ff.net.2": (mlp, hidden),
+        "ff_context.net.0.proj": (hidden, mlp),
+        "ff_context.net.2": (mlp, hidden),
+        "proj_mlp": (hidden, mlp),
+        "proj_out": (hidden + mlp, hidden),
+    }
+    gen = torch.Generator().manual_seed(0)
+    for preset, alpha in (("all", None), ("all+ffs", 8.0)):
+        suffixes = LORA_TARGET_PRESETS[preset]
+        sd = {}
+        for block in ("transformer_blocks.3", "single_transformer_blocks.5"):
+            single = block.startswith("single")
+            for layer in suffixes:
+                if single and layer not in ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp", "proj_out"):
+                    continue
+                if not single and layer in ("proj_mlp", "proj_out"):
+                    continue
+                fan_in, fan_out = shapes[layer]
+                sd[f"transformer.{block}.{layer}.lora_A.weight"] = torch.randn(rank, fan_in, generator=gen)
+                sd[f"transformer.{block}.{layer}.lora_B.weight"] = torch.randn(fan_out, rank, generator=gen)
+        kohya = to_comfyui(sd, alpha=alpha)
+        assert "lora_unet_double_blocks_3_img_attn_qkv.lora_down.weight" in kohya
+        assert "lora_unet_single_blocks_5_linear1.lora_up.weight" in kohya
+        back = _convert_kohya_flux_lora_to_diffusers(dict(kohya))
+        scale = (alpha or rank) / rank
+        for key, a in sd.items():
+            if ".lora_A." not in key:
+                continue
+            b = sd[key.replace("lora_A", "lora_B")]
+            a2, b2 = back[key], back[key.replace("lora_A", "lora_B")]
+            if alpha is None:  # scale 1: literally the same tensors
+                assert torch.equal(a2, a) and torch.equal(b2, b), key
+            else:  # diffusers folds the scale into the factors: a2 = c*a, b2 = d*b with c*d = scale
+                c, d = float((a2 * a).sum() / (a * a).sum()), float((b2 * b).sum() / (b * b).sum())
+                assert torch.allclose(a2, a * c) and torch.allclose(b2, b * d), key
+                assert c * d == pytest.approx(scale), key
+        extra = set(back) - set(sd)
+        if preset == "all":  # proj_mlp is part of linear1: it comes back as a zero LoRA
+            assert extra and all("proj_mlp" in k and not back[k].any() for k in extra)
+        else:
+            assert not extra
+
+
+def test_comfyui_file_from_a_trained_tiny_lora(tmp_path, tiny_transformer_dir):
+    """The fused layers apply exactly the same change as the diffusers layers they replace."""
+    from safetensors.torch import load_file
+
+    transformer = fresh_transformer(tiny_transformer_dir)
+    project = lora_project(tmp_path, flux_lora_target="all+ffs", lora_rank=4, lora_alpha=2)
+    _perturb(add_lora(transformer, project))
+    paths = save_lora(transformer, tmp_path / "out", comfyui=True)
+    assert [p.name for p in paths] == ["pytorch_lora_weights.safetensors", "pytorch_lora_weights_comfyui.safetensors"]
+    kohya = load_file(paths[1])
+    sd = lora_state_dict(transformer)
+
+    def delta(prefix):
+        return _delta(sd[f"{prefix}.lora_A.weight"], sd[f"{prefix}.lora_B.weight"], 2 / 4)
+
+    def fused(name):
+        down, up = kohya[f"lora_unet_{name}.lora_down.weight"], kohya[f"lora_unet_{name}.lora_up.weight"]
+        return _delta(down, up, float(kohya[f"lora_unet_{name}.alpha"]) / down.shape[0])
+
+    t = "transformer.transformer_blocks.0"
+    qkv = torch.cat([delta(f"{t}.attn.to_q"), delta(f"{t}.attn.to_k"), delta(f"{t}.attn.to_v")])
+    assert torch.allclose(fused("double_blocks_0_img_attn_qkv"), qkv, atol=1e-6)
+    assert torch.allclose(fused("double_blocks_0_txt_mlp_2"), delta(f"{t}.ff_context.net.2"), atol=1e-6)
+    s = "transformer.single_transformer_blocks.1"
+    linear1 = torch.cat(
+        [delta(f"{s}.attn.to_q"), delta(f"{s}.attn.to_k"), delta(f"{s}.attn.to_v"), delta(f"{s}.proj_mlp")]
+    )
+    assert torch.allclose(fused("single_blocks_1_linear1"), linear1, atol=1e-6)
+    assert torch.allclose(fused("single_blocks_1_linear2"), delta(f"{s}.proj_out"), atol=1e-6)
+    assert len([k for k in kohya if k.endswith(".alpha")]) == 1 * 8 + 2 * 2  # fused layers per block
+
+
+# --------------------------------------------------------------------------- init_lora
+
+
+@pytest.mark.parametrize("base_precision", ["no_change", "int8-quanto"])
+def test_init_lora_starts_from_a_saved_file(base_precision, tmp_path, tiny_transformer_dir):
+    from fluxtui.trainer.quantise import quantise
+
+    first = fresh_transformer(tiny_transformer_dir)
+    _perturb(add_lora(first, lora_project(tmp_path / "a", lora_rank=4, lora_alpha=8)))
+    path = save_lora(first, tmp_path / "first")[0]
+
+    second = fresh_transformer(tiny_transformer_dir)
+    reference = fresh_transformer(tiny_transformer_dir)
+    quantise(second, base_precision)
+    quantise(reference, base_precision)
+    # A different alpha: the loaded weights are rescaled so the adapter does the same thing.
+    project = lora_project(tmp_path / "b", lora_rank=4, lora_alpha=4, init_lora=str(path))
+    params = add_lora(second, project)
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in params)
+    add_lora(reference, lora_project(tmp_path / "c", lora_rank=4, lora_alpha=8))
+    load_lora_state(reference, lora_state_dict(first))
+    assert not torch.allclose(_out(second), _out(fresh_transformer(tiny_transformer_dir)), atol=1e-4)
+    assert torch.allclose(_out(second), _out(reference), atol=1e-5)
+
+
+def test_init_lora_problems_name_the_option(tmp_path, tiny_transformer_dir):
+    first = fresh_transformer(tiny_transformer_dir)
+    add_lora(first, lora_project(tmp_path / "a", lora_rank=4))
+    path = save_lora(first, tmp_path / "first")[0]
+    cases = [
+        ({"lora_rank": 8, "init_lora": str(path)}, "lora_rank = 4"),
+        ({"lora_rank": 4, "init_lora": str(tmp_path / "missing.safetensors")}, "does not exist"),
+        ({"lora_rank": 4, "flux_lora_target": "mmdit", "init_lora": str(path)}, "does not target"),
+    ]
+    for i, (options, needle) in enumerate(cases):
+        with pytest.raises(LoraError) as err:
+            add_lora(fresh_transformer(tiny_transformer_dir), lora_project(tmp_path / f"p{i}", **options))
+        assert err.value.key == "lora.init_lora"
+        assert needle in err.value.message

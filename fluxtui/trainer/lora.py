@@ -14,7 +14,9 @@ file formats.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +192,61 @@ def _raw_adapter_state(transformer: Any) -> dict[str, torch.Tensor]:
 
 
 def _add_lokr(transformer: Any, project: Any, targets: list[str]) -> list[torch.nn.Parameter]:
-    raise LoraError("lora_type = lycoris is not built yet", "lora.lora_type")
+    """LoKr (lycoris-lora) on exactly the preset's layers; quantised layers run in bypass mode."""
+    import re
+
+    from lycoris import LycorisNetwork, create_lycoris
+
+    lc = project.lora
+    if lc.init_lora:
+        raise LoraError("`lora.init_lora` works with lora_type = standard only.", "lora.init_lora")
+    # The preset lives on lycoris' class: set all of it every time so nothing leaks between calls.
+    LycorisNetwork.apply_preset(
+        {
+            "target_module": [],
+            "target_name": [re.escape(name) + "$" for name in targets],
+            "module_algo_map": {},
+            "name_algo_map": {},
+            "use_fnmatch": False,
+            "exclude_name": [],
+            "lora_prefix": "lycoris",
+        }
+    )
+    device = next(transformer.parameters()).device
+    with _quiet_lycoris():
+        network = create_lycoris(
+            transformer,
+            multiplier=1.0,
+            linear_dim=lc.lora_rank,
+            linear_alpha=_alpha(lc),
+            algo="lokr",
+            factor=lc.lokr_factor,
+            dropout=lc.lora_dropout,
+            preset="full",  # the default preset; apply_preset above already set the targets
+            warn_on_unmatched=False,
+        )
+        network.apply_to()
+    network.to(device=device, dtype=torch.float32)
+    params = [p for p in network.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    object.__setattr__(transformer, _STATE_ATTR, _AdapterState("lycoris", network=network))
+    return params
+
+
+@contextlib.contextmanager
+def _quiet_lycoris() -> Iterator[None]:
+    """lycoris logs a line per step of its setup at INFO; keep its warnings only."""
+    import logging
+
+    from lycoris.logging import logger
+
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 # --------------------------------------------------------------------------- state dicts
@@ -280,11 +336,15 @@ def save_lora(transformer: Any, out_dir: Path, *, comfyui: bool = False) -> list
     if comfyui:
         from safetensors.torch import save_file
 
-        from .comfyui import to_comfyui
-
-        alpha = _metadata(transformer) or {}
         path = out_dir / COMFYUI_FILE
-        save_file(to_comfyui(sd, alpha=alpha.get("lora_alpha")), path, metadata={"format": "pt"})
+        if state.kind == "lycoris":
+            # ComfyUI reads lycoris' own "lycoris_<diffusers name>" keys for Flux as they are.
+            save_file({k: v.contiguous() for k, v in sd.items()}, path, metadata={"format": "pt"})
+        else:
+            from .comfyui import to_comfyui
+
+            alpha = (_metadata(transformer) or {}).get("lora_alpha")
+            save_file(to_comfyui(sd, alpha=alpha), path, metadata={"format": "pt"})
         paths.append(path)
     return paths
 
