@@ -73,10 +73,11 @@ def test_unknown_key_suggests_the_right_name(tmp_path):
     assert "learning_rate" in p.fix
 
 
-def test_key_in_the_wrong_section_says_where_it_belongs(tmp_path):
-    p = only_problem(tmp_path, "[training]\nlora_rank = 8\n" + MINIMAL)
-    assert p.key == "training.lora_rank"
-    assert "[lora]" in p.fix
+@pytest.mark.parametrize(("key", "home"), [("lora_rank", "[lora]"), ("validation_steps", "[validation]")])
+def test_key_in_the_wrong_section_says_where_it_belongs(tmp_path, key, home):
+    p = only_problem(tmp_path, f"[training]\n{key} = 8\n" + MINIMAL)
+    assert p.key == f"training.{key}"
+    assert home in p.fix
 
 
 def test_unknown_section_and_dataset_key(tmp_path):

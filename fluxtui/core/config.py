@@ -148,10 +148,10 @@ def _check(doc: dict, text: str, path: Path) -> tuple[Project | None, list[Probl
             if key not in known:
                 hint = _did_you_mean(key, set(known))
                 elsewhere = _section_of_key(key)
-                if hint:
-                    fix = f"did you mean `{hint}`?"
-                elif elsewhere and elsewhere != sec:
+                if elsewhere and elsewhere != sec:  # a real option in the wrong table beats a near name
                     fix = f"move it under [{elsewhere}]"
+                elif hint:
+                    fix = f"did you mean `{hint}`?"
                 else:
                     fix = "remove it; `fluxtui validate` lists every option in docs/options.md"
                 problem(f"unknown option `{key}` in [{sec}]", f"{sec}.{key}", fix)
