@@ -250,11 +250,16 @@ def test_watch_restarts_on_valid_edits_and_ignores_invalid_ones(demo, tmp_path):
         assert runs.get_run(demo, third).resumed_from is None
         assert step_events(demo, third)[0]["step"] == 1
         assert "resuming cannot absorb lora.lora_rank" in out.read_text()
+        # `fluxtui stop` from another shell ends the watching session too
+        stop = cli("stop", demo)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        assert proc.wait(timeout=120) == 0
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130
+            proc.wait(timeout=120)
     assert runs.get_run(demo, third).status == "stopped"
+    assert "no longer watching" in out.read_text()
     assert not (demo / ".fluxtui" / "lock").exists()
 
 

@@ -176,8 +176,11 @@ class Foreground:
             if self.pending is not None:
                 mode, self.pending = self.pending, None
                 self._restart(mode, info)
-            else:
-                self.display.note("waiting for changes (Ctrl+C to quit)")
+                return None
+            if info.status == "stopped":  # `fluxtui stop` or the TUI asked: that ends the session
+                self.display.note("stopped from elsewhere; no longer watching")
+                return 0
+            self.display.note("waiting for changes (Ctrl+C to quit)")
             return None
         return 0 if info.status in ("completed", "stopped") else 1
 
@@ -202,7 +205,11 @@ class Foreground:
             self.display.note("stopping: the trainer saves a checkpoint first (Ctrl+C again to stop at once)")
             self._request_stop(grace=CTRL_C_GRACE)
             return True
-        self.display.note("stopping at once")
+        if count >= 3 and self.info.pid:
+            self.display.note("killing the trainer (SIGKILL)")
+            runs.kill_run(self.info)
+            return True
+        self.display.note("stopping at once (Ctrl+C again to kill)")
         if self.info.pid:
             # the trainer leaves at once on its second signal
             for _ in range(1 if self.term_sent else 2):

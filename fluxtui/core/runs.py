@@ -24,6 +24,7 @@ API (used by the CLI and the TUI; all take a Workspace or a folder path):
         control file, then SIGTERM if the trainer did not take it up, then SIGKILL to the
         whole process group once `timeout` has passed.
     wait_run(ws, run_id, timeout=None) -> RunInfo       until the run's status is final
+    kill_run(info) -> bool                              SIGKILL to the trainer's process group
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ __all__ = [
     "RunStartError",
     "active_run",
     "get_run",
+    "kill_run",
     "list_runs",
     "local_process",
     "request",
@@ -477,6 +479,11 @@ def _signal(pid: int, sig: int, *, group: bool = False) -> bool:
         return False
 
 
+def kill_run(info: RunInfo) -> bool:
+    """SIGKILL to the trainer's whole process group (accelerate ranks, data workers)."""
+    return bool(info.pid) and _signal(info.pid, signal.SIGKILL, group=True)
+
+
 def _reap(run_id: str) -> None:
     proc = local_process(run_id)
     if proc is not None:
@@ -524,7 +531,7 @@ def stop_run(
             sent_term = _signal(info.pid, signal.SIGTERM)
         elif elapsed >= timeout:
             say(f"still running after {timeout:.0f}s: sending SIGKILL")
-            _signal(info.pid, signal.SIGKILL, group=True)
+            kill_run(info)
             break
         time.sleep(0.1)
     return wait_run(ws, info.run_id, timeout=10.0)
