@@ -345,7 +345,6 @@ def test_load_with_quantised_transformer_and_text_encoder(via, tmp_path):
     assert is_quantised(models.text_encoder_2) == "quanto"
     assert is_quantised(models.text_encoder) == "bnb"
     assert is_quantised(models.vae) is None
-    where = "the CPU" if via == "cpu" else "cpu"
-    assert any("int8-quanto" in m and where in m for m in messages)
+    assert any("int8-quanto" in m and "the CPU" in m for m in messages)  # no accelerator here
     embeds, pooled, _ = encode_prompts(models, ["a cat"], device=CPU)
     assert torch.isfinite(embeds).all() and torch.isfinite(pooled).all()

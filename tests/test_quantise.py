@@ -129,3 +129,17 @@ def test_no_change_is_a_no_op(tiny_dir):
     model = transformer(tiny_dir)
     quantise(model, "no_change")
     assert is_quantised(model) is None
+
+
+@pytest.mark.parametrize("precision", ["int8-quanto", "nf4-bnb"])
+def test_block_by_block_onto_a_device_gives_the_same_model(precision, tiny_dir):
+    """quantize_via = accelerator streams blocks to the device; same result as all at once."""
+    from fluxtui.trainer.quantise import _units
+
+    whole, streamed = transformer(tiny_dir), transformer(tiny_dir)
+    units = _units(streamed)
+    assert "transformer_blocks.0" in units and "single_transformer_blocks.1" in units and "proj_out" in units
+    quantise(whole, precision, exclude=TRANSFORMER_EXCLUDE)
+    quantise(streamed, precision, exclude=TRANSFORMER_EXCLUDE, device="cpu")
+    assert [type(m).__name__ for m in whole.modules()] == [type(m).__name__ for m in streamed.modules()]
+    assert torch.equal(whole(**inputs())[0], streamed(**inputs())[0])

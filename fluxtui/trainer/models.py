@@ -403,19 +403,23 @@ def _load_text_parts(src: Source, dtype: torch.dtype) -> dict[str, Any]:
 def _place_and_quantise(
     module: Any, precision: str, *, device: torch.device, via: str, name: str, log: Callable[[str], None]
 ) -> Any:
-    """Move ``module`` to ``device``, quantising on the CPU first (via=cpu) or on ``device``."""
+    """Move ``module`` to ``device``, quantised per ``precision``.
+
+    via=cpu: quantise the whole module on the CPU, then move the quantised module.
+    via=accelerator: move it block by block, each block quantised on the device as it arrives,
+    so the device never holds the full-precision model (see quantise.quantise).
+    """
     module.requires_grad_(False)
     exclude = TRANSFORMER_EXCLUDE if name == "transformer" else ()
     if precision == "no_change":
         return module.to(device)
-    if via == "cpu":
-        module.to("cpu")
+    if via == "cpu" or device.type == "cpu":
         log(f"quantising the {name} to {precision} on the CPU")
+        module.to("cpu")
         quantise(module, precision, exclude=exclude)
         return module.to(device)
-    module.to(device)
-    log(f"quantising the {name} to {precision} on {device}")
-    quantise(module, precision, exclude=exclude)
+    log(f"quantising the {name} to {precision} on {device}, block by block")
+    quantise(module, precision, exclude=exclude, device=device)
     return module
 
 

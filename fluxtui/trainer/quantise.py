@@ -33,38 +33,76 @@ TRANSFORMER_EXCLUDE = QUANTISE_EXCLUDE
 ADAPTER_PATTERNS = ("*lora_A*", "*lora_B*", "*lora_embedding*", "*lora_magnitude*")
 
 
-def quantise(module: torch.nn.Module, precision: str, *, exclude: Iterable[str] = ()) -> None:
+def quantise(
+    module: torch.nn.Module,
+    precision: str,
+    *,
+    exclude: Iterable[str] = (),
+    device: torch.device | str | None = None,
+) -> None:
     """Quantise ``module``'s Linear layers in place to ``precision`` (a schema PRECISIONS value).
 
     ``exclude``: fnmatch patterns on module names (``proj_out`` matches only the top-level one,
-    ``*.proj_out`` every block's). ``no_change`` does nothing.
+    ``*.proj_out`` every block's). ``no_change`` does nothing (but still moves to ``device``).
+
+    ``device``: move the module there *while* quantising, one block at a time (each element of a
+    ModuleList, and every other top-level part): a block goes to the device in full precision,
+    is quantised there, and only then does the next one follow. Peak memory on the device is the
+    quantised model plus one full-precision block, never the whole full-precision model.
+    Without ``device`` the module is quantised where it is.
     """
     patterns = [*exclude, *ADAPTER_PATTERNS]
-    if precision == "no_change":
-        return
-    if precision in QUANTO_WEIGHTS:
-        _quanto(module, QUANTO_WEIGHTS[precision], patterns)
-    elif precision == "nf4-bnb":
-        _nf4(module, patterns)
-    else:
+    if precision not in QUANTO_WEIGHTS and precision not in ("nf4-bnb", "no_change"):
         raise ValueError(f"unknown precision {precision!r}")
-    module.requires_grad_(False)
+    units = [""] if device is None else _units(module)
+    for unit in units:
+        part = module.get_submodule(unit) if unit else module
+        if device is not None:
+            part.to(device)
+        include = [unit, f"{unit}.*"] if unit else None
+        if precision in QUANTO_WEIGHTS:
+            _quanto(module, part, QUANTO_WEIGHTS[precision], include, patterns)
+        elif precision == "nf4-bnb":
+            _nf4(module, include, patterns)
+    if device is not None:
+        module.to(device)  # whatever sits outside the units (root parameters, buffers)
+    if precision != "no_change":
+        module.requires_grad_(False)
 
 
-def _quanto(module: torch.nn.Module, weights: str, exclude: list[str]) -> None:
+def _units(module: torch.nn.Module, prefix: str = "") -> list[str]:
+    """Names of the parts moved one at a time: ModuleList elements, else the smallest parts
+    that hold no ModuleList."""
+    out: list[str] = []
+    for name, child in module.named_children():
+        full = f"{prefix}{name}"
+        if isinstance(child, torch.nn.ModuleList):
+            out += [f"{full}.{i}" for i in range(len(child))]
+        elif any(isinstance(m, torch.nn.ModuleList) for m in child.modules()):
+            out += _units(child, f"{full}.")
+        else:
+            out.append(full)
+    return out
+
+
+def _quanto(
+    root: torch.nn.Module, part: torch.nn.Module, weights: str, include: list[str] | None, exclude: list[str]
+) -> None:
     from optimum.quanto import freeze, quantize
 
-    quantize(module, weights=weights, exclude=exclude)
-    freeze(module)
+    quantize(root, weights=weights, include=include, exclude=exclude)
+    freeze(root.get_submodule(include[0]) if include else root)  # the part may have been replaced
 
 
-def _nf4(module: torch.nn.Module, exclude: list[str]) -> None:
+def _nf4(module: torch.nn.Module, include: list[str] | None, exclude: list[str]) -> None:
     import bitsandbytes as bnb
 
     targets = [
         (name, child)
         for name, child in module.named_modules()
-        if type(child) is torch.nn.Linear and not any(fnmatch(name, p) for p in exclude)
+        if type(child) is torch.nn.Linear
+        and not any(fnmatch(name, p) for p in exclude)
+        and (include is None or any(fnmatch(name, p) for p in include))
     ]
     for name, linear in targets:
         weight = linear.weight
