@@ -1,0 +1,56 @@
+"""`fluxtui probe`: a real short run with random weights, reported next to the estimate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_cli
+
+from fluxtui.core import config
+from fluxtui.core.probe import prepare, summarise
+from fluxtui.core.workspace import Workspace
+
+
+def test_scratch_workspace_is_valid_and_isolated(demo_workspace):
+    project = config.load_or_raise(demo_workspace)
+    dest = prepare(project, Workspace.at(demo_workspace), steps=3)
+    probe_project, problems = config.load(dest)
+    assert problems == []
+    assert probe_project.model.random_weights is True
+    assert probe_project.training.max_train_steps == 3
+    assert probe_project.validation.validation_steps == 0
+    assert [d.id for d in probe_project.datasets] == ["probe"]
+    assert probe_project.datasets[0].resolution == project.datasets[0].resolution
+    assert len(list((dest / "datasets" / "probe").glob("*.png"))) == 4
+    assert dest.is_relative_to(demo_workspace / ".fluxtui")
+    assert (demo_workspace / "project.toml").read_text() == project.text  # untouched
+
+
+def test_summary_from_events():
+    events = [
+        {"type": "run.start", "t": 100.0},
+        {"type": "step", "t": 110.0, "vram_peak_mb": 10, "rss_mb": 500},
+        {"type": "step", "t": 111.0, "vram_peak_mb": 30, "rss_mb": 520},
+        {"type": "step", "t": 113.0, "vram_peak_mb": 20, "rss_mb": 510},
+        {"type": "run.end", "t": 114.0, "status": "completed"},
+    ]
+    r = summarise(events, 1.234)
+    assert r.ok and r.steps == 3
+    assert r.time_to_first_step_s == 10.0
+    assert r.seconds_per_step == 1.5
+    assert r.peak_vram_mb == 30 and r.peak_rss_mb == 520
+    failed = summarise([{"type": "run.start", "t": 1.0}, {"type": "run.end", "status": "failed", "error": "OOM"}], None)
+    assert not failed.ok and failed.error == "OOM"
+
+
+@pytest.mark.slow
+def test_probe_runs_the_real_trainer(demo_workspace):
+    out = run_cli("probe", str(demo_workspace), "--steps", "3", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout)
+    assert result["ok"] and result["steps"] == 3
+    assert result["seconds_per_step"] > 0 and result["peak_rss_mb"] > 0
+    assert result["estimate_gib"] > 0
+    assert not (demo_workspace / ".fluxtui" / "probe").exists()  # cleaned up after success
+    assert not list((demo_workspace / "outputs").iterdir())  # no run left in the real workspace
