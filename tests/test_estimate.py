@@ -430,3 +430,8 @@ def test_estimate_command_loads_no_ml_stack(ws):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = {name.split(".")[0] for name in out.split()}
     assert not loaded & {"torch", "diffusers", "transformers", "peft", "textual", "optimum", "bitsandbytes"}
+
+
+def test_torch_visible_part_leaves_out_the_cuda_context(ws):
+    est = estimate(load(ws))
+    assert est.torch_gib("train") == pytest.approx(est.stage_peaks["train"] - est.breakdown["CUDA context"])

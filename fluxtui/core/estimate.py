@@ -670,6 +670,12 @@ class Estimate:
         peaks = self.stage_peaks
         return max(peaks, key=lambda s: peaks[s])
 
+    def torch_gib(self, stage: str = "train") -> float:
+        """What torch.cuda.max_memory_reserved() should show for `stage`: the stage without the
+        CUDA context, which torch's counters leave out (for `fluxtui probe`'s comparison)."""
+        parts = self.stages[stage]
+        return sum(v for k, v in parts.items() if k != "CUDA context")
+
     def fits(self, gpu_gb: float | None = None) -> bool:
         """Whether the largest stage fits a GPU of `gpu_gb` (its nominal size, e.g. 24)."""
         gpu = gpu_gb if gpu_gb is not None else self.gpu_gb
