@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -152,10 +155,14 @@ def test_save_is_atomic_prunes_and_restores(tmp_path):
 def test_stale_temp_folders_are_ignored_then_removed(tmp_path):
     from fluxtui.trainer import checkpoint
 
-    run = tmp_path / "r"
-    half = run / "checkpoints" / ".tmp-checkpoint-7-999"
+    run = tmp_path / "outputs" / "r"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    half = run / "checkpoints" / f".tmp-checkpoint-7-{dead.pid}"
     half.mkdir(parents=True)
     (half / "optimizer.pt").write_bytes(b"partial")
+    busy = run / "checkpoints" / f".tmp-checkpoint-8-{os.getppid()}"  # a live writer: left alone
+    busy.mkdir()
     assert checkpoints.run_checkpoints(run) == []
-    checkpoint.remove_stale_temp(run)
-    assert not half.exists()
+    assert checkpoint.remove_stale_temp(tmp_path / "outputs") == [half]
+    assert not half.exists() and busy.exists()

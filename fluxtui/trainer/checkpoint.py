@@ -29,8 +29,9 @@ SCHEDULER_FILE = "scheduler.pt"
 RNG_FILE = "rng.pt"
 TEMP_PREFIX = ".tmp-"
 
-# Tests set this to hold a checkpoint half-written long enough to kill the process there.
-_PAUSE_ENV = "FLUXTUI_TEST_CHECKPOINT_PAUSE_S"
+# Tests set this to a step number: that checkpoint is held half-written for a minute, long
+# enough to kill the process in the middle of the write.
+_PAUSE_ENV = "FLUXTUI_TEST_PAUSE_CHECKPOINT_AT"
 
 
 def rng_states() -> dict[str, Any]:
@@ -69,8 +70,8 @@ def save(
     torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
     torch.save(lr_scheduler.state_dict(), tmp / SCHEDULER_FILE)
     torch.save(rng_states(), tmp / RNG_FILE)
-    if os.environ.get(_PAUSE_ENV):
-        time.sleep(float(os.environ[_PAUSE_ENV]))
+    if os.environ.get(_PAUSE_ENV) == str(step):
+        time.sleep(60)
     info = {"step": step, "created": time.time(), **meta}
     (tmp / META_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
     _fsync_tree(tmp)
@@ -101,13 +102,28 @@ def prune(run_dir: Path, limit: int) -> list[Path]:
     return removed
 
 
-def remove_stale_temp(run_dir: Path) -> None:
-    """Half-written folders from a killed process (one trainer per workspace holds the lock)."""
-    folder = Path(run_dir) / CHECKPOINTS_DIR
-    if folder.is_dir():
+def remove_stale_temp(outputs_dir: Path) -> list[Path]:
+    """Half-written checkpoint folders of any run whose writer is gone (killed mid-write)."""
+    removed = []
+    for folder in Path(outputs_dir).glob(f"*/{CHECKPOINTS_DIR}"):
         for p in folder.iterdir():
-            if p.name.startswith(TEMP_PREFIX):
+            if p.name.startswith(TEMP_PREFIX) and not _writer_alive(p.name):
                 shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+    return removed
+
+
+def _writer_alive(name: str) -> bool:
+    pid = name.rsplit("-", 1)[-1]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def load(path: Path, *, optimizer: Any, lr_scheduler: Any, restore_rng: bool) -> tuple[dict, dict]:

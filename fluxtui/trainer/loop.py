@@ -150,7 +150,7 @@ def _train(
     entries, text_cache = _build_caches(project, reports, m, accelerator, tel, control)
     if control.stop_requested:
         return "stopped"
-    keep_vae = main and validation.enabled(project)
+    keep_vae = main and validation.possible(project)
     models.free_text_encoders(m)
     if not keep_vae:
         models.free_vae(m)
@@ -192,7 +192,7 @@ def _train(
         if not main:
             torch.manual_seed(t.seed + 1000 * rank + progress.step)
     if main:
-        checkpoint.remove_stale_temp(run_dir)
+        checkpoint.remove_stale_temp(ws.outputs_dir)
     _init_trackers(accelerator, project, run_id)
 
     def save_checkpoint() -> None:
@@ -231,6 +231,8 @@ def _train(
         accelerator.wait_for_everyone()
 
     def validate() -> None:
+        if main and validator is None:
+            tel.warning("validation asked for, but there is no validation prompt or resolution", "validation")
         if validator is not None:
             tel.stage("validate", 0, 1)
             images, seconds = validator.run(progress.step, base, autocast=accelerator.autocast)

@@ -56,8 +56,14 @@ def texts_to_cache(project: Any) -> list[str]:
     return texts
 
 
+def possible(project: Any) -> bool:
+    """There is something to render (on request, even with validation_steps = 0)."""
+    return bool(prompts(project)) and bool(resolutions(project))
+
+
 def enabled(project: Any) -> bool:
-    return project.validation.validation_steps > 0 and bool(prompts(project)) and bool(resolutions(project))
+    """Validation runs on its own every validation_steps (and at the end)."""
+    return project.validation.validation_steps > 0 and possible(project)
 
 
 class Validator:
