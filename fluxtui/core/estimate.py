@@ -4,8 +4,8 @@ Memory is counted from the Flux architecture's layer shapes (`flux_arch`) per st
 in the order the trainer goes through them:
 
 - `load_models`: the transformer, CLIP, T5 and VAE placed on the GPU one after the other, each
-  quantised as it arrives. Quantising on the accelerator (`quantize_via = "accelerator"`) has
-  the component's full bf16 weights on the GPU first; `quantize_via = "cpu"` never does.
+  quantised as it arrives (block by block on the accelerator; `quantize_via = "cpu"` sends
+  it quantised). `random_weights` on the accelerator builds all four in full precision there.
 - `cache_latents`: VAE encoding `vae_batch_size` images next to the resident transformer (the
   text encoders wait on the CPU with `offload_during_startup`).
 - `cache_text`: CLIP and T5 encoding `text_embeds.write_batch_size` captions at once.
@@ -437,31 +437,45 @@ def _vae_width_scale(plan: _Plan) -> float:
 
 
 def _stage_load(plan: _Plan) -> dict[str, float]:
+    """The worst moment of loading: the transformer, CLIP, T5 and the VAE arrive one after the
+    other. On the accelerator each is quantised block by block as it arrives (trainer/quantise.py),
+    so the moment holds what is quantised so far plus one block in full precision."""
     m, b = plan.project.model, plan.base_bytes
-    t_q = _transformer_bytes(plan.cfg, plan.precision, b)[0]
-    t_full = _transformer_bytes(plan.cfg, "no_change", b)[0]
+    t_q, _, per_part = _transformer_bytes(plan.cfg, plan.precision, b)
+    t_full, _, full_parts = _transformer_bytes(plan.cfg, "no_change", b)
     clip_q, t5_q = _text_encoders(plan)
-    clip_full = _component_bytes(plan.pipe.clip, "no_change", b)
-    t5_full = _component_bytes(plan.pipe.t5, "no_change", b)
+    clip, t5 = plan.pipe.clip, plan.pipe.t5
+    clip_full = _component_bytes(clip, "no_change", b)
+    t5_full = _component_bytes(t5, "no_change", b)
     vae = _component_bytes(plan.pipe.vae, "no_change", b)
     on_gpu = m.quantize_via == "accelerator"
     if m.random_weights and on_gpu:
         # random weights are born on the GPU in full precision, all four at once
-        return {"transformer weights": t_full, "text encoders": clip_full + t5_full, "VAE": vae, "CUDA context": _ctx()}
+        return {
+            "transformer weights (full precision, random)": t_full,
+            "text encoders": clip_full + t5_full,
+            "VAE": vae,
+            "CUDA context": _ctx(),
+        }
 
-    def arriving(full: float, quantised: float, precision: str) -> float:
-        return full if on_gpu and precision != "no_change" else quantised
+    def arriving(quantised: float, unit_full: float, precision: str) -> float:
+        # via=cpu the component arrives already quantised
+        return quantised + unit_full if on_gpu and precision != "no_change" else quantised
 
+    t_unit = max(full_parts[k] - per_part[k] for k in full_parts)
     steps = [
-        {"transformer weights": arriving(t_full, t_q, plan.precision)},
-        {"transformer weights": t_q, "text encoders": arriving(clip_full, clip_q, m.text_encoder_1_precision)},
-        {"transformer weights": t_q, "text encoders": clip_q + arriving(t5_full, t5_q, m.text_encoder_2_precision)},
+        {"transformer weights": arriving(t_q, t_unit, plan.precision)},
+        {
+            "transformer weights": t_q,
+            "text encoders": arriving(clip_q, clip.largest_unit * b, m.text_encoder_1_precision),
+        },
+        {
+            "transformer weights": t_q,
+            "text encoders": clip_q + arriving(t5_q, t5.largest_unit * b, m.text_encoder_2_precision),
+        },
         {"transformer weights": t_q, "text encoders": clip_q + t5_q, "VAE": vae},
     ]
-    worst = max(steps, key=lambda s: sum(s.values()))
-    if on_gpu and worst["transformer weights"] > t_q:
-        worst = {"transformer weights (bf16 while quantising on the GPU)": worst.pop("transformer weights"), **worst}
-    return {**worst, "CUDA context": _ctx()}
+    return {**max(steps, key=lambda s: sum(s.values())), "CUDA context": _ctx()}
 
 
 def _ctx() -> float:

@@ -196,7 +196,7 @@ class ModelSize:
     name: str
     linear_params: int  # weights of nn.Linear layers: what quantisation shrinks
     other_params: int  # biases, embeddings, norms, convolutions: stay in bf16
-    largest_linear: int = 0  # weight count of the biggest Linear (a quantiser's bf16 transient)
+    largest_unit: int = 0  # params of the biggest part a block-by-block quantiser moves at once
     width: int = 0  # d_model / hidden size; for the VAE the channels of its full-resolution stage
     heads: int = 0
     ffn: int = 0  # feed-forward width
@@ -213,7 +213,8 @@ def _t5_encoder(vocab: int, d_model: int, d_ff: int, layers: int, heads: int, d_
     ff = 2 * d_model * d_ff + d_ff * d_model  # wi_0, wi_1, wo
     linear = layers * (attn + ff)
     other = vocab * d_model + layers * 2 * d_model + d_model + buckets * heads  # embedding, norms, rel. bias
-    return ModelSize("T5 encoder", linear, other, d_model * d_ff, width=d_model, heads=heads, ffn=d_ff)
+    unit = max(attn + ff, vocab * d_model)  # one layer, or the token embedding
+    return ModelSize("T5 encoder", linear, other, unit, width=d_model, heads=heads, ffn=d_ff)
 
 
 def _clip_text(vocab: int, hidden: int, ffn: int, layers: int, positions: int) -> ModelSize:
@@ -222,7 +223,8 @@ def _clip_text(vocab: int, hidden: int, ffn: int, layers: int, positions: int) -
     biases = layers * (4 * hidden + ffn + hidden)
     norms = layers * 4 * hidden + 2 * hidden
     other = vocab * hidden + positions * hidden + biases + norms
-    return ModelSize("CLIP text encoder", linear, other, hidden * ffn, width=hidden, heads=hidden // 64, ffn=ffn)
+    unit = max(4 * hidden * hidden + 2 * hidden * ffn, vocab * hidden)  # one layer, or the token embedding
+    return ModelSize("CLIP text encoder", linear, other, unit, width=hidden, heads=hidden // 64, ffn=ffn)
 
 
 # google/t5-v1_1-xxl encoder: 4,762,310,656 parameters (4.76 B).
@@ -233,8 +235,8 @@ CLIP_L = _clip_text(vocab=49408, hidden=768, ffn=3072, layers=12, positions=77)
 VAE_FULL = ModelSize("VAE", 0, 83_819_683, width=128)
 
 # The tiny-random pipeline's encoders and VAE (trainer/tiny.py "tiny"; checked by a test).
-TINY_T5 = ModelSize("T5 encoder", 10_240, 9_360, 2_048, width=32, heads=2, ffn=64)
-TINY_CLIP = ModelSize("CLIP text encoder", 8_192, 28_800, 2_048, width=32, heads=2, ffn=64)
+TINY_T5 = ModelSize("T5 encoder", 10_240, 9_360, 19_600, width=32, heads=2, ffn=64)
+TINY_CLIP = ModelSize("CLIP text encoder", 8_192, 28_800, 37_000, width=32, heads=2, ffn=64)
 TINY_VAE = ModelSize("VAE", 0, 86_331, width=8)
 
 # T5 sequence length per flavour when `tokenizer_max_length` is not set.
