@@ -38,7 +38,7 @@ def main(args) -> int:
         ("median s/step", f"{result.seconds_per_step:.3f} s" if result.seconds_per_step else "n/a"),
         ("peak VRAM (torch)", f"{vram / 1024:.2f} GiB" if vram else "0 (no GPU)"),
         ("peak RSS", f"{(result.peak_rss_mb or 0) / 1024:.2f} GiB"),
-        ("estimate (fluxtui estimate)", f"{result.estimate_gib:.2f} GiB"),
+        ("estimate, train stage", f"{result.estimate_gib:.2f} GiB"),
     ]
     for name, value in rows:
         print(f"  {name:<28} {value}")

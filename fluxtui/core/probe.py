@@ -112,7 +112,8 @@ def _replace_datasets(path: Path, like: Any) -> None:
 def run(project: config.Project, ws: Workspace, steps: int, *, timeout: float | None = None) -> ProbeResult:
     from .estimate import estimate
 
-    est = estimate(project).total_gib
+    # torch counts the training peak without the CUDA context: compare like with like
+    est = estimate(project).torch_gib("train")
     dest = prepare(project, ws, steps)
     cmd = [sys.executable, "-m", "fluxtui.trainer", str(dest), "--run", RUN_ID, "--fresh"]
     log = dest / "probe.log"
