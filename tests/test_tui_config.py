@@ -21,12 +21,12 @@ pytestmark = pytest.mark.asyncio
 
 @pytest.fixture(autouse=True)
 def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))  # never the developer's theme
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))  # a theme saved by one test stays there
 
 
 @pytest.fixture
-def ws(tmp_path):
-    return workspace.init(tmp_path / "demo", demo=True)
+def ws(demo_workspace):
+    return workspace.Workspace.at(demo_workspace)
 
 
 def app_for(ws, **kw):

@@ -32,8 +32,8 @@ def _own_settings(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def ws(tmp_path):
-    return workspace.init(tmp_path / "demo", demo=True)
+def ws(demo_workspace):
+    return workspace.Workspace.at(demo_workspace)
 
 
 class FakeTrainer:

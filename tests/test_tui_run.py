@@ -22,8 +22,8 @@ def _own_settings(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def ws(tmp_path):
-    ws = workspace.init(tmp_path / "demo", demo=True)
+def ws(demo_workspace):
+    ws = workspace.Workspace.at(demo_workspace)
     # long enough to still be running when we stop it; checkpoints often enough to watch
     config.set_values(
         ws.project_file,

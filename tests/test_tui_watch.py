@@ -21,8 +21,8 @@ def _own_settings(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def ws(tmp_path):
-    ws = workspace.init(tmp_path / "demo", demo=True)
+def ws(demo_workspace):
+    ws = workspace.Workspace.at(demo_workspace)
     yield ws
     if runs.active_run(ws) is not None:
         runs.stop_run(ws, timeout=20)

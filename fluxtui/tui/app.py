@@ -174,7 +174,7 @@ class FluxApp(App[int]):
     @work(thread=True, exclusive=True, group="project", exit_on_error=False)
     def reload_project(self) -> None:
         """Read and check project.toml, then scan the datasets and estimate memory."""
-        from fluxtui.core import datasets, gpu, rules
+        from fluxtui.core import datasets, estimate, gpu, rules
 
         worker = get_current_worker()
         path = self.workspace.project_file
@@ -192,10 +192,6 @@ class FluxApp(App[int]):
         if worker.is_cancelled:
             return
         self.post_message(DatasetsScanned(reports, scan_problems))
-        try:
-            from fluxtui.core import estimate
-        except ImportError:  # TODO(tui): drop once core/estimate.py has landed
-            return
         gpus = gpu.sample() if self.sample_gpus else []
         gb = gpus[0].total_mb / 1024 if gpus else None
         self.post_message(EstimateReady(estimate.estimate(project, gpu_gb=gb), gpus))

@@ -17,7 +17,7 @@ from textual.widgets.option_list import Option
 from fluxtui.core.config import atomic_write_text
 
 from ..messages import CaptionSaved
-from ..widgets.image_view import image_widget
+from ..widgets.image_view import ImageView
 from ..widgets.problem_list import ProblemList
 from ..widgets.vram_gauge import bar
 from .base import FluxScreen
@@ -70,7 +70,7 @@ class DatasetsScreen(FluxScreen):
             with Vertical(id="ds-right"):
                 yield DataTable(id="ds-images", cursor_type="row", zebra_stripes=True)
                 with Horizontal(id="ds-preview"):
-                    yield image_widget(None, id="ds-image")
+                    yield ImageView(None, id="ds-image")
                     with Vertical(id="ds-caption-box"):
                         yield Static("", id="ds-caption-label")
                         yield TextArea("", id="ds-caption", soft_wrap=True, tab_behavior="focus")
@@ -144,7 +144,7 @@ class DatasetsScreen(FluxScreen):
             return
         img = report.images[i]
         self.image = img
-        self.query_one("#ds-image").image = str(img.path)
+        self.query_one("#ds-image", ImageView).show(img.path)
         editable = self._caption_file(img) is not None
         label = f"{img.path.name} · {img.width}x{img.height} → {img.target[0]}x{img.target[1]}"
         label += " · ctrl+s saves the caption" if editable else " · captions come from " + self._strategy()

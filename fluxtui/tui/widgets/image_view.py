@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 
 from textual.app import ComposeResult
-from textual.containers import HorizontalScroll, Vertical
-from textual.widget import Widget
+from textual.containers import Container, HorizontalScroll, Vertical
 from textual.widgets import Static
 
 
@@ -23,12 +22,51 @@ def use_halfcell() -> bool:
     return bool(os.environ.get("TMUX") or os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_TTY"))
 
 
-def image_widget(path: Path | None, *, id: str | None = None, classes: str | None = None) -> Widget:
+def _image_class():
     if use_halfcell():
-        from textual_image.widget import HalfcellImage as Image
-    else:
-        from textual_image.widget import Image
-    return Image(str(path) if path else None, id=id, classes=classes)
+        from textual_image.widget import HalfcellImage
+
+        return HalfcellImage
+    from textual_image.widget import Image
+
+    return Image
+
+
+class ImageView(Container):
+    """An image file, or its name when colours are off (NO_COLOR: a picture of flat grey
+    helps nobody, and textual-image's cells carry no style for Textual's monochrome filter)."""
+
+    DEFAULT_CSS = """
+    ImageView {
+        width: 24;
+        height: 12;
+        & > * { width: 100%; height: 100%; }
+        & > .image-name { color: $text-muted; }
+    }
+    """
+
+    def __init__(self, path: Path | None = None, *, id: str | None = None, classes: str | None = None):
+        super().__init__(id=id, classes=classes)
+        self.path = path
+
+    def compose(self) -> ComposeResult:
+        if self.app.no_color:
+            yield Static(self.placeholder_text(), classes="image-name")
+        else:
+            yield _image_class()(str(self.path) if self.path else None)
+
+    def placeholder_text(self) -> str:
+        return f"[image: {self.path.name}]" if self.path else ""
+
+    def show(self, path: Path | None) -> None:
+        self.path = Path(path) if path else None
+        if not self.children:
+            return  # compose will draw it
+        child = self.children[0]
+        if isinstance(child, Static):
+            child.update(self.placeholder_text())
+        else:
+            child.image = str(self.path) if self.path else None
 
 
 class ImageCard(Vertical):
@@ -48,7 +86,7 @@ class ImageCard(Vertical):
         self.caption = caption
 
     def compose(self) -> ComposeResult:
-        yield image_widget(self.path, classes="image")
+        yield ImageView(self.path, classes="image")
         yield Static(self.caption, classes="caption")
 
 

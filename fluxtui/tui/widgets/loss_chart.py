@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from textual.app import ComposeResult
+from textual.containers import Grid
+from textual.strip import Strip
+from textual_hires_canvas import Canvas
 from textual_plot import HiResMode, PlotWidget
+from textual_plot.plot_widget import Legend
 
 MAX_POINTS = 400  # textual-plot draws point by point in Python; more than a screen's width is waste
 
@@ -37,6 +42,14 @@ def padded_limits(lo: float, hi: float, min_span: float) -> tuple[float, float]:
     return lo - span * 0.05, hi + span * 0.05
 
 
+class _Canvas(Canvas):
+    """textual-hires-canvas leaves blank cells without a style, which Textual's monochrome
+    filter (NO_COLOR) cannot handle; give every cell the canvas's own style."""
+
+    def render_line(self, y: int) -> Strip:
+        return super().render_line(y).apply_style(self.rich_style)
+
+
 class LossChart(PlotWidget, can_focus=False):
     DEFAULT_CSS = """
     LossChart {
@@ -48,6 +61,14 @@ class LossChart(PlotWidget, can_focus=False):
     def __init__(self, *, id: str | None = None, classes: str | None = None):
         super().__init__(id=id, classes=classes, allow_pan_and_zoom=False)
         self.points_drawn = 0  # for tests: how many points the last draw had
+
+    def compose(self) -> ComposeResult:  # PlotWidget's layout, with the canvas above
+        with Grid():
+            yield _Canvas(1, 1, id="margin-top")
+            yield _Canvas(1, 1, id="margin-left")
+            yield _Canvas(1, 1, id="plot")
+            yield _Canvas(1, 1, id="margin-bottom")
+        yield Legend(id="legend")
 
     def on_mount(self) -> None:
         self.margin_top = 1
