@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from test_runs import FAKE_TRAINER
-from trainer_support import make_workspace, trainer_env, wait_for
+from trainer_support import trainer_env, wait_for
 
 from fluxtui.core import config, runs
 from fluxtui.core import events as ev
@@ -63,27 +63,29 @@ def wait_steps(ws: Path, run_id: str, n: int = 2, *, proc=None, timeout: float =
     return wait_for(enough, timeout=timeout, proc=proc, what=f"{n} steps of {run_id}")
 
 
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("tiny-model")
-
-
 @pytest.fixture
-def demo(tmp_path, tiny_root) -> Path:
-    """A demo workspace (init --demo) sharing one tiny model build; quick checkpoints off."""
+def demo(demo_workspace, tiny_model_dir) -> Path:
+    """A fresh `init --demo` workspace using the session's tiny model; no intermediate
+    checkpoints or validation (a stop still writes its checkpoint)."""
+    from fluxtui.trainer.models import TINY_SEED
+
+    models = demo_workspace / "cache" / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    (models / f"tiny-{TINY_SEED}").symlink_to(tiny_model_dir, target_is_directory=True)
     settings = {
         "training.max_train_steps": 12,
         "training.checkpointing_steps": 10_000,
         "validation.validation_steps": 10_000,
     }
-    return make_workspace(tmp_path / "ws", settings, tiny_root=tiny_root)
+    config.set_values(demo_workspace / "project.toml", settings)
+    return demo_workspace
 
 
 # -- without the trainer -------------------------------------------------------------------
 
 
-def test_run_refuses_an_invalid_project(tmp_path):
-    ws = make_workspace(tmp_path / "ws")
+def test_run_refuses_an_invalid_project(demo_workspace):
+    ws = demo_workspace
     text = (ws / "project.toml").read_text().replace("train_batch_size = 4", "train_batch_size = 0")
     (ws / "project.toml").write_text(text)
     line = text.splitlines().index("train_batch_size = 0") + 1
@@ -95,8 +97,8 @@ def test_run_refuses_an_invalid_project(tmp_path):
     assert both.returncode == 2 and "--watch" in both.stderr
 
 
-def test_commands_on_a_workspace_without_runs(tmp_path):
-    ws = make_workspace(tmp_path / "ws")
+def test_commands_on_a_workspace_without_runs(demo_workspace, tmp_path):
+    ws = demo_workspace
     assert "no runs yet" in cli("status", ws).stdout
     assert status_json(ws)["runs"] == [] and status_json(ws)["active"] is None
     logs = cli("logs", ws)
@@ -107,10 +109,11 @@ def test_commands_on_a_workspace_without_runs(tmp_path):
     assert missing.returncode == 2 and "fluxtui workspace" in missing.stderr
 
 
-def test_failed_run_exits_1_with_error_and_log_tail(tmp_path):
+def test_failed_run_exits_1_with_error_and_log_tail(demo_workspace, tmp_path):
     (tmp_path / "fake").mkdir()
     (tmp_path / "fake" / "fake_trainer.py").write_text(FAKE_TRAINER)
-    ws = make_workspace(tmp_path / "ws", {"training.max_train_steps": 10})
+    ws = demo_workspace
+    config.set_values(ws / "project.toml", {"training.max_train_steps": 10})
     env = trainer_env({TRAINER_ENV: "fake_trainer", "PYTHONPATH": str(tmp_path / "fake"), "FAKE_MODE": "fail"})
     result = cli("run", ws, "--every", "1", env=env)
     assert result.returncode == 1

@@ -122,7 +122,7 @@ FAKE_TRAINER = textwrap.dedent(
 
 
 @pytest.fixture
-def ws(tmp_path, monkeypatch) -> workspace.Workspace:
+def ws(demo_workspace, tmp_path, monkeypatch) -> workspace.Workspace:
     """A demo workspace whose trainer is the fake one."""
     (tmp_path / "fake").mkdir()
     (tmp_path / "fake" / "fake_trainer.py").write_text(FAKE_TRAINER)
@@ -131,7 +131,7 @@ def ws(tmp_path, monkeypatch) -> workspace.Workspace:
     monkeypatch.setenv("PYTHONPATH", path)
     monkeypatch.setenv("FAKE_STEP_S", "0.01")
     monkeypatch.delenv("FAKE_MODE", raising=False)
-    w = workspace.init(tmp_path / "ws", demo=True)
+    w = workspace.Workspace.at(demo_workspace)
     config.set_values(w.project_file, {"training.max_train_steps": 20, "hardware.num_processes": 1})
     return w
 

@@ -15,8 +15,8 @@ from fluxtui.core.watch import Change, ProjectWatcher, diff_projects, resume_can
 
 
 @pytest.fixture
-def ws(tmp_path) -> workspace.Workspace:
-    return workspace.init(tmp_path / "ws", demo=True)
+def ws(demo_workspace) -> workspace.Workspace:
+    return workspace.Workspace.at(demo_workspace)
 
 
 def _load(ws):
