@@ -58,6 +58,7 @@ class WorkspaceState:
     dataset_problems: list[Problem] = field(default_factory=list)
     scanned: bool = False
     estimate: Any = None  # estimate.Estimate
+    suggestions: list[Any] = field(default_factory=list)  # estimate.Suggestion, when it does not fit
     gpus: list[Any] = field(default_factory=list)  # gpu.GpuSample
     runs: list[runs.RunInfo] = field(default_factory=list)
     active: runs.RunInfo | None = None
@@ -194,7 +195,9 @@ class FluxApp(App[int]):
         self.post_message(DatasetsScanned(reports, scan_problems))
         gpus = gpu.sample() if self.sample_gpus else []
         gb = gpus[0].total_mb / 1024 if gpus else None
-        self.post_message(EstimateReady(estimate.estimate(project, gpu_gb=gb), gpus))
+        est = estimate.estimate(project, gpu_gb=gb)
+        suggestions = est.suggestions(gb, limit=3) if gb is not None and not est.fits(gb) else []
+        self.post_message(EstimateReady(est, gpus, suggestions))
 
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
     def refresh_runs(self) -> None:
@@ -278,7 +281,7 @@ class FluxApp(App[int]):
         self.announce("datasets")
 
     def on_estimate_ready(self, msg: EstimateReady) -> None:
-        self.state.estimate = msg.estimate
+        self.state.estimate, self.state.suggestions = msg.estimate, msg.suggestions
         if msg.gpus:
             self.state.gpus = msg.gpus
         self.announce("estimate")

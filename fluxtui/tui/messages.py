@@ -39,10 +39,11 @@ class DatasetsScanned(Message):
 
 
 class EstimateReady(Message):
-    def __init__(self, estimate: Any, gpus: list[Any]) -> None:
+    def __init__(self, estimate: Any, gpus: list[Any], suggestions: list[Any] = ()) -> None:
         super().__init__()
         self.estimate = estimate  # estimate.Estimate or None
         self.gpus = gpus
+        self.suggestions = list(suggestions)  # estimate.Suggestion: changes that would make it fit
 
 
 class GpuSampled(_LatestValue):

@@ -78,24 +78,25 @@ def memory_summary(state) -> Text:
     gpus = state.gpus
     if est is not None:
         text.append(f"estimate {est.total_gib:.1f} GiB", style="bold")
-        parts = [f"{k} {v:.1f}" for k, v in list(est.breakdown.items())[:4] if isinstance(v, (int, float))]
-        if parts:
-            text.append("\n" + " · ".join(parts), style="dim")
+        if est.seconds_per_step:
+            text.append(f" · ~{est.seconds_per_step:.1f} s/step")
+        biggest = sorted(est.breakdown.items(), key=lambda kv: -kv[1])[:3]
+        text.append("\n" + " · ".join(f"{k} {v:.1f}" for k, v in biggest), style="dim")
     elif state.project is not None:
         text.append("estimating…", style="dim")
     if gpus:
         g = gpus[0]
         gb = g.total_mb / 1024
         text.append(f"\nGPU {g.index} {g.name} · {gb:.0f} GiB ({g.used_mb / 1024:.1f} in use)")
+        if len(gpus) > 1:
+            text.append(f" +{len(gpus) - 1} more", style="dim")
         if est is not None:
             if est.fits(gb):
                 text.append("\nfits", style="bold green")
             else:
                 text.append("\ndoes not fit", style="bold red")
-                for s in list(est.suggestions(gb))[:3]:
-                    text.append(f"\n  try: {s}", style="yellow")
-        if len(gpus) > 1:
-            text.append(f"\n+{len(gpus) - 1} more GPU(s)", style="dim")
+                for s in state.suggestions:
+                    text.append(f"\n  try {s.describe()} → {s.total_gib:.1f} GiB", style="yellow")
     else:
         text.append("\nno GPU detected: training would run on the CPU", style="dim")
     return text
