@@ -258,6 +258,11 @@ def test_init_types_construct_and_save_against_the_original_base(init, tmp_path,
     set_peft_model_state_dict(other, {k.removeprefix("transformer."): v for k, v in sd.items()})
     tolerance = 5e-2 if init == "loftq" else 1e-4  # LoftQ's base is an NF4 approximation
     assert torch.allclose(_out(other), trained, atol=tolerance)
+    # Adapter off = the original base model (for PiSSA/OLoRA too), and back on = trained.
+    set_adapter_enabled(transformer, False)
+    assert torch.allclose(_out(transformer), base_out, atol=1e-4)
+    set_adapter_enabled(transformer, True)
+    assert torch.allclose(_out(transformer), trained, atol=1e-6)
     # Resume: the saved state loads back into a freshly made adapter of the same kind.
     again = fresh_transformer(tiny_transformer_dir)
     add_lora(again, project)

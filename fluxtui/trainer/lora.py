@@ -60,6 +60,7 @@ class _AdapterState:
         # PiSSA/OLoRA move part of the base weights into the adapter at init. The saved LoRA
         # must apply to the *original* base: keep the initial adapter to convert on save.
         self.initial: dict[str, torch.Tensor] | None = None
+        self.stashed: dict[str, torch.Tensor] | None = None  # trained values while switched off
 
 
 def _state(transformer: Any) -> _AdapterState:
@@ -399,11 +400,27 @@ def load_lora_file(transformer: Any, path: Path, *, key: str = "lora.init_lora")
 
 
 def set_adapter_enabled(transformer: Any, enabled: bool) -> None:
-    """Switch the adapter on or off (off: the base model's own prediction)."""
+    """Switch the adapter on or off (off: the base model's own prediction).
+
+    PiSSA/OLoRA/LoftQ moved part of the base into the adapter, so "off" cannot simply skip the
+    adapter: it puts the initial adapter back in place (residual base + initial adapter = the
+    original base) and "on" restores the trained values. Switch it back on before backward.
+    """
     state = _state(transformer)
     if state.kind == "lycoris":
         state.network.set_multiplier(1.0 if enabled else 0.0)
-    elif enabled:
+        return
+    if state.initial is not None:
+        from peft.utils import set_peft_model_state_dict
+
+        if not enabled and state.stashed is None:
+            state.stashed = {k: v.detach().clone() for k, v in _raw_adapter_state(transformer).items()}
+            set_peft_model_state_dict(transformer, state.initial, adapter_name=ADAPTER)
+        elif enabled and state.stashed is not None:
+            set_peft_model_state_dict(transformer, state.stashed, adapter_name=ADAPTER)
+            state.stashed = None
+        return
+    if enabled:
         transformer.enable_adapters()
     else:
         transformer.disable_adapters()
