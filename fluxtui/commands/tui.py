@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +19,8 @@ def main(args) -> int:
             f"no project.toml {where if where == 'here' else 'in ' + where}. "
             f"Create a workspace with `fluxtui init DIR` (or `fluxtui init DIR --demo`)."
         )
-    if not sys.stdout.isatty() and not sys.stdin.isatty():
+    served = bool(os.environ.get("TEXTUAL_DRIVER"))  # textual-serve runs us with its web driver
+    if not served and not sys.stdout.isatty() and not sys.stdin.isatty():
         return fail("the TUI needs a terminal; use `fluxtui run` or `fluxtui status` in scripts")
     # textual-image asks the terminal what it can draw; that only works before Textual owns it.
     import textual_image.widget  # noqa: F401

@@ -19,7 +19,9 @@ def use_halfcell() -> bool:
     choice = os.environ.get("FLUXTUI_IMAGES", "").lower()
     if choice in ("halfcell", "auto"):
         return choice == "halfcell"
-    return bool(os.environ.get("TMUX") or os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_TTY"))
+    remote = os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_TTY")
+    browser = "web_driver" in os.environ.get("TEXTUAL_DRIVER", "")  # fluxtui serve
+    return bool(os.environ.get("TMUX") or remote or browser)
 
 
 def _image_class():
