@@ -106,8 +106,11 @@ class Validator:
         folder = self.run_dir / "validation" / f"step-{step}"
         folder.mkdir(parents=True, exist_ok=True)
         written = []
-        was_training = transformer.training
-        transformer.eval()  # no LoRA dropout while sampling
+        # No dropout while sampling. Only the dropout layers are switched: a whole-model eval()
+        # would also send bitsandbytes' NF4 layers down their CPU inference path.
+        dropouts = [m for m in transformer.modules() if isinstance(m, torch.nn.Dropout) and m.training]
+        for m in dropouts:
+            m.eval()
         try:
             # Sampling must not move the training RNG: a resumed run has to see the same numbers.
             with torch.random.fork_rng(devices=_cuda_devices(self.device)), torch.no_grad(), autocast():
@@ -129,7 +132,8 @@ class Validator:
                         image.save(path)
                         written.append(str(path.relative_to(self.run_dir)))
         finally:
-            transformer.train(was_training)
+            for m in dropouts:
+                m.train()
         return written, round(time.monotonic() - started, 3)
 
 
