@@ -307,12 +307,12 @@ def _train(
             with accelerator.accumulate(transformer):
                 loss = batch_loss(batch)
                 accelerator.backward(loss)
-                if accelerator.sync_gradients:
+                if accelerator.sync_gradients:  # the last micro-batch of the step
                     norm = accelerator.clip_grad_norm_(params, t.max_grad_norm or math.inf)
                     grad_norm = float(norm) if norm is not None else 0.0
                     optimizer.step()
                     lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                    optimizer.zero_grad(set_to_none=True)
             micro_losses.append(loss.detach())
         progress.step += 1
         loss_value = float(accelerator.reduce(torch.stack(micro_losses).mean(), reduction="mean"))

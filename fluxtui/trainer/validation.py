@@ -85,6 +85,9 @@ class Validator:
 
         v = self.project.validation
         started = time.monotonic()
+        offloaded = self.project.memory.enable_model_cpu_offload
+        if offloaded:  # the VAE waits on the CPU between validations
+            self.models.vae.to(self.device)
         pipe = FluxPipeline(
             scheduler=copy.deepcopy(self.models.scheduler),
             vae=self.models.vae,
@@ -134,6 +137,8 @@ class Validator:
         finally:
             for m in dropouts:
                 m.train()
+            if offloaded:
+                self.models.vae.to("cpu")
         return written, round(time.monotonic() - started, 3)
 
 
