@@ -344,6 +344,8 @@ def _init_lora_file(ws: Path, dest: Path) -> None:
 def test_options_b(tmp_path, tiny_root):
     pytest.importorskip("optimum.quanto")
     pytest.importorskip("wandb")
+    from fluxtui.core import config
+
     tiny = "cache/models/tiny-0"
     ws = make_workspace(
         tmp_path / "b",
@@ -382,13 +384,16 @@ def test_options_b(tmp_path, tiny_root):
         },
         tiny_root=tiny_root,
     )
+    # datasets[0] is regularisation data; the subject dataset's weight is so small that its
+    # batches come after all of datasets[0]'s: the 6 steps see regularisation batches only
+    config.set_values(ws / "project.toml", {"datasets[0].is_regularisation_data": True})
     (ws / "project.toml").write_text(
         (ws / "project.toml").read_text()
         + '\n[[datasets]]\nid = "off"\ninstance_data_dir = "datasets/missing"\ndisabled = true\n'
+        + '\n[[datasets]]\nid = "subject"\ninstance_data_dir = "datasets/shapes"\nresolution = 64\n'
+        'resolution_type = "pixel"\nprobability = 1e-9\n'
     )
     _init_lora_file(ws, ws / "init")
-    from fluxtui.core import config
-
     config.set_values(ws / "project.toml", {"lora.init_lora": "init/pytorch_lora_weights.safetensors"})
     # group offload and model CPU offload exclude each other: the first run is refused whole
     config.set_values(ws / "project.toml", {"memory.enable_model_cpu_offload": True})
@@ -401,7 +406,12 @@ def test_options_b(tmp_path, tiny_root):
     assert proc.returncode == 0, proc.stdout[-4000:]
     evs = events(ws, "b1")
     check_well_formed(evs, "b1")
-    assert sorted(steps(evs)) == list(range(1, 7))
+    losses = steps(evs)
+    assert sorted(losses) == list(range(1, 7))
+    # the target is the base model's answer (adapter off): the loss is the adapter's effect,
+    # neither the flow loss (~1.3) nor zero (which would mean the adapter never switched off)
+    assert all(0 < losses[s] < 0.3 for s in losses), losses
+    assert all(e["grad_norm"] > 0 for e in evs if e["type"] == "step")
     out = proc.stdout
     assert "quantising the transformer to int8-quanto on the CPU" in out
     assert any(e["type"] == "warning" and e["key"] == "memory.enable_group_offload" for e in evs)

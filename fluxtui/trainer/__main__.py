@@ -9,6 +9,7 @@ SIGTERM/SIGINT cut it short.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.resume and os.path.exists(args.resume):  # relative to where it was typed
+        args.resume = os.path.abspath(args.resume)
     from .loop import train
 
     return train(args.workspace, args.run, fresh=args.fresh, resume=args.resume, max_steps=args.max_steps)

@@ -54,6 +54,12 @@ class Control:
     def stop_requested(self) -> bool:
         return self.signals > 0
 
+    def stop_agreed(self, world_size: int = 1, device: object = None) -> bool:
+        """Whether any rank was signalled to stop (a collective: every rank must call it)."""
+        if world_size == 1:
+            return self.stop_requested
+        return _agree({"stop": self.stop_requested}, device)["stop"]
+
     def poll(self, world_size: int = 1, device: object = None) -> set[str]:
         """The requests pending now (consumed): a subset of REQUESTS, the same on every rank."""
         wanted = dict.fromkeys(REQUESTS, False)

@@ -148,7 +148,7 @@ def _train(
     tel.log(f"LoRA: {sum(p.numel() for p in params):,} trainable parameters ({project.lora.flux_lora_target})")
 
     entries, text_cache = _build_caches(project, reports, m, accelerator, tel, control)
-    if control.stop_requested:
+    if control.stop_agreed(world, device):  # signalled while loading or caching: nothing to save yet
         return "stopped"
     keep_vae = main and validation.possible(project)
     models.free_text_encoders(m)
@@ -179,6 +179,11 @@ def _train(
 
     optimizer = optim.build_optimizer(params, project, log=tel.log)
     lr_scheduler = optim.build_lr_scheduler(optimizer, project, total_steps)
+    # Every rank loaded the same frozen base: DDP need not broadcast 12B parameters at start.
+    transformer._ddp_params_and_buffers_to_ignore = [
+        *(n for n, p in transformer.named_parameters() if not p.requires_grad),
+        *(n for n, _ in transformer.named_buffers()),
+    ]
     transformer, optimizer = accelerator.prepare(transformer, optimizer)
     base = accelerator.unwrap_model(transformer)
 
@@ -325,9 +330,9 @@ def _train(
             "step",
             step=progress.step,
             epoch=progress.epoch,
-            loss=round(loss_value, 6),
+            loss=loss_value,
             lr=lr,
-            grad_norm=round(grad_norm, 6),
+            grad_norm=grad_norm,
             samples_per_s=round(t.train_batch_size * batches_per_step / seconds, 3),
             vram_alloc_mb=alloc,
             vram_peak_mb=peak,
