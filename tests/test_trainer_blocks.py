@@ -132,3 +132,21 @@ def test_checkpointing_and_tread_together(tiny_dir):
     out = t(**_inputs(masked=True))[0]
     out.mean().backward()
     assert out.shape == (2, 16, 64)
+
+
+def test_t5_attention_mask_hides_padding_from_the_image(tiny_dir):
+    """With flux_attention_masked_training, what sits in T5's padding cannot reach the image."""
+    t = _transformer(tiny_dir)
+    t.eval()
+    masked = _inputs(masked=True)
+    noisy_padding = dict(masked)
+    text = masked["encoder_hidden_states"].clone()
+    text[:, 5:] = torch.randn(2, TEXT_LEN - 5, 32)  # positions 5.. are padding in the mask
+    noisy_padding["encoder_hidden_states"] = text
+    with torch.no_grad():
+        a = t(**masked)[0]
+        b = t(**noisy_padding)[0]
+        unmasked_a = t(**{**masked, "joint_attention_kwargs": None})[0]
+        unmasked_b = t(**{**noisy_padding, "joint_attention_kwargs": None})[0]
+    assert torch.allclose(a, b, atol=1e-5)
+    assert not torch.allclose(unmasked_a, unmasked_b, atol=1e-3)
