@@ -243,3 +243,79 @@ class TextCache:
     def load_batch(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         parts = [self.load(c) for c in captions]
         return tuple(torch.stack(x) for x in zip(*parts))  # type: ignore[return-value]
+
+
+# -- both, for a run -------------------------------------------------------------------------
+
+
+def build_all(
+    project: Any, reports: list[Any], m: Any, accelerator: Any, tel: Any, should_stop: Callable[[], bool]
+) -> tuple[list[Entry], TextCache]:
+    """Latents, then text embeddings (captions and validation prompts), on rank 0 while the
+    others wait; every rank then keeps only the images whose latents exist."""
+    from . import validation
+    from .setup import RunFailed, rel
+
+    device = accelerator.device
+    ws_root = project.workspace
+    vae_id = vae_identity(m)
+    entries = []
+    for i, report in enumerate(reports):
+        ds = project.datasets[report.index]
+        folder = project.resolve(ds.cache_dir_vae) if ds.cache_dir_vae else ws_root / "cache" / "vae" / ds.id
+        entries += [make_entry(i, ds, info, folder=folder, vae_id=vae_id) for info in report.images]
+    text_cache = TextCache(project.resolve(project.text_embeds.cache_dir), text_identity(m), m.t5_max_length)
+    captions = [c for e in entries for c in e.captions] + validation.texts_to_cache(project)
+
+    if accelerator.is_main_process:
+        offload = project.memory.offload_during_startup and device.type != "cpu"
+        if offload:  # text encoders wait on the CPU while the VAE has the GPU
+            m.text_encoder.to("cpu")
+            m.text_encoder_2.to("cpu")
+        if project.memory.vae_enable_tiling:
+            m.vae.enable_tiling()
+
+        def failed(entry: Any, why: str) -> None:
+            ds_key = f"datasets[{reports[entry.dataset].index}]"
+            shown = rel(entry.image, ws_root)
+            tel.warning(f"cannot decode {shown}: {why}; left out of training", f"{ds_key}.instance_data_dir")
+
+        cache_latents(
+            entries,
+            m.vae,
+            device=device,
+            batch_size=project.training.vae_batch_size,
+            progress=lambda d, n: tel.stage("cache_latents", d, n),
+            failed=failed,
+            should_stop=should_stop,
+        )
+        if project.memory.enable_model_cpu_offload:
+            m.vae.to("cpu")
+        if offload:
+            m.text_encoder.to(device)
+            m.text_encoder_2.to(device)
+        text_cache.build(
+            m,
+            captions,
+            device=device,
+            batch_size=project.text_embeds.write_batch_size,
+            progress=lambda d, n: tel.stage("cache_text", d, n),
+            should_stop=should_stop,
+        )
+    accelerator.wait_for_everyone()
+    usable = [e for e in entries if is_cached(e)]
+    if not usable and not should_stop():
+        raise RunFailed("no image could be used for training: every one failed to decode (see the warnings)")
+    return usable, text_cache
+
+
+def bucketed(project: Any, reports: list[Any], entries: list[Any]) -> list[tuple[Any, dict[float, list[Any]]]]:
+    """Per active dataset: its config and its usable entries grouped by bucket."""
+    out = []
+    for i, report in enumerate(reports):
+        buckets: dict[float, list[Any]] = {}
+        for e in entries:
+            if e.dataset == i:
+                buckets.setdefault(e.bucket, []).append(e)
+        out.append((project.datasets[report.index], buckets))
+    return out

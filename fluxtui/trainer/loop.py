@@ -7,17 +7,16 @@ loop:  one optimizer step = gradient_accumulation_steps batches per process; aft
 end:   the final LoRA, its model card, trackers closed, the hub upload.
 
 Flow-matching math lives in flow.py, the batch stream in data.py, the caches in caches.py,
-block-level tricks (TREAD, checkpointing interval) in blocks.py; events in telemetry.py.
+block-level tricks (TREAD, checkpointing interval) in blocks.py, config/accelerate/option
+plumbing in setup.py, events and log lines in telemetry.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,17 +25,9 @@ from fluxtui import __version__
 from fluxtui.core import checkpoints as core_checkpoints
 from fluxtui.core.workspace import Workspace
 
+from . import setup, telemetry
 from .control import Control
 from .telemetry import Telemetry, rss_mb, vram_mb
-
-
-class RunFailed(Exception):
-    """A failure the user can fix: the message is the whole story, no traceback needed."""
-
-    def __init__(self, message: str, key: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.key = key
 
 
 @dataclass
@@ -79,7 +70,7 @@ def train(
     try:
         status = _train(ws, run_dir, run_id, tel, control, progress, fresh=fresh, resume=resume, max_steps=max_steps)
     except Exception as exc:
-        message, tail = _describe_failure(exc)
+        message, tail = setup.describe_failure(exc)
         tel.log(f"error: {message}", all_ranks=True)
         if tail:
             tel.log(tail, all_ranks=True)
@@ -113,20 +104,20 @@ def _train(
     max_steps: int | None,
 ) -> str:
     # ======================================================================== setup
-    project = _load_config(ws, run_dir)
-    reports, warnings = _check(project)
-    choice = _pick_checkpoint(ws, project, fresh=fresh, resume=resume)
+    project = setup.load_config(ws, run_dir)
+    reports, warnings = setup.check(project)
+    choice = setup.pick_checkpoint(ws, project, fresh=fresh, resume=resume)
 
     import torch
 
     from . import blocks, caches, checkpoint, data, flow, lora, models, optim, outputs, validation
 
-    accelerator = _make_accelerator(project, run_dir)
+    accelerator = setup.make_accelerator(project, run_dir)
     device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
     main = accelerator.is_main_process
     t = project.training
     torch.manual_seed(t.seed)
-    _cpu_threads(project, device, world, tel)
+    setup.cpu_threads(project, device, world, tel)
     tel.emit(
         "run.start",
         pid=os.getpid(),
@@ -147,7 +138,7 @@ def _train(
     params = lora.add_lora(transformer, project)
     tel.log(f"LoRA: {sum(p.numel() for p in params):,} trainable parameters ({project.lora.flux_lora_target})")
 
-    entries, text_cache = _build_caches(project, reports, m, accelerator, tel, control)
+    entries, text_cache = caches.build_all(project, reports, m, accelerator, tel, lambda: control.stop_requested)
     if control.stop_agreed(world, device):  # signalled while loading or caching: nothing to save yet
         return "stopped"
     keep_vae = main and validation.possible(project)
@@ -159,13 +150,13 @@ def _train(
     if t.gradient_checkpointing:
         n = blocks.enable_gradient_checkpointing(transformer, t.gradient_checkpointing_interval)
         tel.log(f"gradient checkpointing on {n} block(s)")
-    else:
-        tel.warning("gradient checkpointing is off: much more VRAM", "training.gradient_checkpointing")
+    else:  # rules.py has warned already
+        tel.log("gradient checkpointing off")
     router = blocks.TreadRouter(transformer, t.tread_config["routes"]) if t.tread_config else None
-    _apply_speed_and_memory_options(project, transformer, device, tel)
+    setup.apply_speed_and_memory_options(project, transformer, device, tel)
 
     sampler = data.BucketSampler(
-        [data.SamplerDataset(b, ds.repeats, ds.probability) for ds, b in _bucketed(project, reports, entries)],
+        [data.SamplerDataset(b, ds.repeats, ds.probability) for ds, b in caches.bucketed(project, reports, entries)],
         t.train_batch_size,
         t.seed,
     )
@@ -193,12 +184,12 @@ def _train(
         )
         lora.load_lora_state(base, lora_state)
         progress.step = int(meta["step"])
-        progress.position = _resume_position(meta, t.train_batch_size, batches_per_step)
+        progress.position = setup.resume_position(meta, t.train_batch_size, batches_per_step)
         if not main:
             torch.manual_seed(t.seed + 1000 * rank + progress.step)
     if main:
         checkpoint.remove_stale_temp(ws.outputs_dir)
-    _init_trackers(accelerator, project, run_id)
+    setup.init_trackers(accelerator, project, run_id)
 
     def save_checkpoint() -> None:
         tel.stage("save", 0, 1)
@@ -227,11 +218,13 @@ def _train(
             tel.emit(
                 "checkpoint",
                 step=progress.step,
-                path=_rel(path, run_dir),
+                path=setup.rel(path, run_dir),
                 seconds=round(time.monotonic() - began, 3),
-                removed=[_rel(p, run_dir) for p in removed],
+                removed=[setup.rel(p, run_dir) for p in removed],
             )
-            tel.log(f"checkpoint saved: {_rel(path, run_dir)}" + (f" (removed {len(removed)} old)" if removed else ""))
+            tel.log(
+                f"checkpoint saved: {setup.rel(path, run_dir)}" + (f" (removed {len(removed)} old)" if removed else "")
+            )
         tel.stage("save", 1, 1)
         accelerator.wait_for_everyone()
 
@@ -338,7 +331,7 @@ def _train(
             vram_peak_mb=peak,
             rss_mb=rss_mb(),
         )
-        _log_step(tel, progress, total_steps, loss_value, lr, seconds)
+        telemetry.log_step(tel, progress, total_steps, loss_value, lr, seconds)
         accelerator.log({"loss": loss_value, "lr": lr, "grad_norm": grad_norm}, step=progress.step)
 
         requests = control.poll(world, device)
@@ -365,234 +358,16 @@ def _train(
         tel.stage("save", 0, 1)
         if main:
             paths = outputs.save_final(base, run_dir, project, step=progress.step, run_id=run_id, flavour=m.flavour)
-            tel.log("LoRA written: " + ", ".join(_rel(p, run_dir) for p in paths))
+            tel.log("LoRA written: " + ", ".join(setup.rel(p, run_dir) for p in paths))
         tel.stage("save", 1, 1)
-        tel.log(f"LoRA sha256 {_lora_digest(lora.lora_state_dict(base))}", all_ranks=True)
-        _log_loss_summary(tel, progress.losses)
+        tel.log(f"LoRA sha256 {telemetry.lora_digest(lora.lora_state_dict(base))}", all_ranks=True)
+        telemetry.log_loss_summary(tel, progress.losses)
         if main and project.hub.push_to_hub:
             outputs.push_to_hub(run_dir / outputs.LORA_DIR, project, tel)
     if first_step_at is not None:
         tel.log(f"time to first step {first_step_at - started:.1f}s; total {time.monotonic() - started:.1f}s")
     accelerator.end_training()
     return status
-
-
-# ============================================================================ setup helpers
-
-
-def _load_config(ws: Workspace, run_dir: Path) -> Any:
-    """The run's frozen config.toml (written from project.toml when the runner did not).
-    Paths in it stay relative to the workspace."""
-    from fluxtui.core import config
-
-    frozen = run_dir / "config.toml"
-    if not frozen.exists():
-        if not ws.project_file.exists():
-            raise RunFailed(f"{ws.project_file} does not exist; run `fluxtui init {ws.root}` first")
-        config.atomic_write_text(frozen, ws.project_file.read_text(encoding="utf-8"))
-    project, problems = config.parse(frozen.read_text(encoding="utf-8"), ws.project_file)
-    errors = [p for p in problems if p.is_error]
-    if project is None or errors:
-        raise RunFailed(_problems_text(errors or problems, frozen))
-    return project
-
-
-def _check(project: Any) -> tuple[list[Any], list[Any]]:
-    """Cross-field rules and the dataset scan: (dataset reports, warnings); errors end the run."""
-    from fluxtui.core import rules
-
-    reports, problems = rules.check_all(project)
-    errors = [p for p in problems if p.is_error]
-    if errors:
-        raise RunFailed(_problems_text(errors, project.path), errors[0].key)
-    return reports, problems
-
-
-def _problems_text(problems: list[Any], path: Path) -> str:
-    if len(problems) == 1:
-        return str(problems[0])
-    return f"{len(problems)} problems in {path.name}: " + "; ".join(str(p) for p in problems)
-
-
-def _pick_checkpoint(ws: Workspace, project: Any, *, fresh: bool, resume: str | None) -> Any:
-    if fresh:
-        return core_checkpoints.ResumeChoice(None, "--fresh: starting from step 0")
-    requested = resume or project.training.resume_from_checkpoint
-    try:
-        return core_checkpoints.pick_resume(ws.root, project, requested=requested)
-    except core_checkpoints.CheckpointError as exc:
-        raise RunFailed(str(exc), None if resume else "training.resume_from_checkpoint") from exc
-
-
-def _make_accelerator(project: Any, run_dir: Path) -> Any:
-    from datetime import timedelta
-
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
-
-    t = project.training
-    cuda = torch.cuda.is_available()
-    report_to = project.logging.report_to
-    return Accelerator(
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        mixed_precision=t.mixed_precision if cuda else "no",
-        cpu=not cuda,
-        log_with=None if report_to == "none" else report_to,
-        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / report_to)),
-        # rank 0 may spend a long time building caches while the others wait
-        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=4))],
-    )
-
-
-def _cpu_threads(project: Any, device: Any, world: int, tel: Telemetry) -> None:
-    """On a CPU, torch's OpenMP threads spin against each other and against other processes:
-    the toy model runs fastest on one thread, bigger ones on a fair share of the cores."""
-    if getattr(device, "type", "") != "cpu" or os.environ.get("OMP_NUM_THREADS"):
-        return
-    import torch
-
-    share = max(1, (os.cpu_count() or 1) // world)
-    threads = 1 if project.model.model_flavour == "tiny-random" else share
-    torch.set_num_threads(threads)
-    tel.log(f"CPU threads: {threads} per process (set OMP_NUM_THREADS to choose)")
-
-
-def _init_trackers(accelerator: Any, project: Any, run_id: str) -> None:
-    report_to = project.logging.report_to
-    if report_to == "none":
-        return
-    from .outputs import tracker_config
-
-    name = project.logging.tracker_project_name or project.project.name
-    kwargs = {"wandb": {"name": run_id, "dir": str(Path(accelerator.project_dir))}} if report_to == "wandb" else {}
-    try:
-        accelerator.init_trackers(name, config=tracker_config(project), init_kwargs=kwargs)
-    except Exception as exc:
-        raise RunFailed(f"report_to = {report_to!r}: the tracker could not start: {exc}", "logging.report_to") from exc
-
-
-def _build_caches(
-    project: Any, reports: list[Any], m: Any, accelerator: Any, tel: Telemetry, control: Control
-) -> tuple[list[Any], Any]:
-    """Latents, then text embeddings (captions and validation prompts), on rank 0 while the
-    others wait; every rank then keeps only the images whose latents exist."""
-    from . import caches, validation
-
-    device = accelerator.device
-    ws_root = project.workspace
-    vae_id = caches.vae_identity(m)
-    entries = []
-    for i, report in enumerate(reports):
-        ds = project.datasets[report.index]
-        folder = project.resolve(ds.cache_dir_vae) if ds.cache_dir_vae else ws_root / "cache" / "vae" / ds.id
-        entries += [caches.make_entry(i, ds, info, folder=folder, vae_id=vae_id) for info in report.images]
-    text_cache = caches.TextCache(
-        project.resolve(project.text_embeds.cache_dir), caches.text_identity(m), m.t5_max_length
-    )
-    captions = [c for e in entries for c in e.captions] + validation.texts_to_cache(project)
-
-    if accelerator.is_main_process:
-        offload = project.memory.offload_during_startup and device.type != "cpu"
-        if offload:  # text encoders wait on the CPU while the VAE has the GPU
-            m.text_encoder.to("cpu")
-            m.text_encoder_2.to("cpu")
-        if project.memory.vae_enable_tiling:
-            m.vae.enable_tiling()
-
-        def failed(entry: Any, why: str) -> None:
-            ds_key = f"datasets[{reports[entry.dataset].index}]"
-            shown = _rel(entry.image, ws_root)
-            tel.warning(f"cannot decode {shown}: {why}; left out of training", f"{ds_key}.instance_data_dir")
-
-        caches.cache_latents(
-            entries,
-            m.vae,
-            device=device,
-            batch_size=project.training.vae_batch_size,
-            progress=lambda d, n: tel.stage("cache_latents", d, n),
-            failed=failed,
-            should_stop=lambda: control.stop_requested,
-        )
-        if project.memory.enable_model_cpu_offload:
-            m.vae.to("cpu")
-        if offload:
-            m.text_encoder.to(device)
-            m.text_encoder_2.to(device)
-        text_cache.build(
-            m,
-            captions,
-            device=device,
-            batch_size=project.text_embeds.write_batch_size,
-            progress=lambda d, n: tel.stage("cache_text", d, n),
-            should_stop=lambda: control.stop_requested,
-        )
-    accelerator.wait_for_everyone()
-    usable = [e for e in entries if caches.is_cached(e)]
-    if not usable and not control.stop_requested:
-        raise RunFailed("no image could be used for training: every one failed to decode (see the warnings)")
-    return usable, text_cache
-
-
-def _bucketed(project: Any, reports: list[Any], entries: list[Any]) -> list[tuple[Any, dict[float, list[Any]]]]:
-    """Per active dataset: its config and its usable entries grouped by bucket."""
-    out = []
-    for i, report in enumerate(reports):
-        buckets: dict[float, list[Any]] = {}
-        for e in entries:
-            if e.dataset == i:
-                buckets.setdefault(e.bucket, []).append(e)
-        out.append((project.datasets[report.index], buckets))
-    return out
-
-
-def _apply_speed_and_memory_options(project: Any, transformer: Any, device: Any, tel: Telemetry) -> None:
-    t, mem = project.training, project.memory
-    cuda = getattr(device, "type", "") == "cuda"
-    if t.attention_mechanism == "sageattention":
-        if not cuda:
-            tel.warning("sageattention needs a CUDA GPU; using sdpa", "training.attention_mechanism")
-        else:
-            try:
-                transformer.set_attention_backend("sage")
-            except Exception as exc:
-                raise RunFailed(
-                    f"attention_mechanism = sageattention could not be used: {exc}",
-                    "training.attention_mechanism",
-                ) from exc
-    if mem.enable_group_offload:
-        if not cuda:
-            tel.warning("group offload moves blocks to a GPU; without one it is skipped", "memory.enable_group_offload")
-        else:
-            transformer.enable_group_offload(
-                onload_device=device,
-                offload_device=__import__("torch").device("cpu"),
-                offload_type=mem.group_offload_type,
-                num_blocks_per_group=mem.group_offload_blocks_per_group,
-                use_stream=mem.group_offload_use_stream,
-                offload_to_disk_path=str(project.resolve(mem.group_offload_to_disk_path))
-                if mem.group_offload_to_disk_path
-                else None,
-            )
-    elif mem.group_offload_use_stream and not cuda:
-        tel.warning("group_offload_use_stream needs CUDA; ignored", "memory.group_offload_use_stream")
-    if t.torch_compile:
-        from .blocks import transformer_blocks
-
-        for block in transformer_blocks(transformer):
-            block.compile()
-        tel.log("torch.compile: transformer blocks compile on first use")
-
-
-def _resume_position(meta: dict, batch_size: int, batches_per_step: int) -> int:
-    """The data position to continue from; converted when the batch geometry changed."""
-    position = int(meta["data_position"])
-    old_bs = int(meta.get("train_batch_size", batch_size))
-    if old_bs != batch_size:
-        position = position * old_bs // batch_size
-    if int(meta.get("batches_per_step", batches_per_step)) != batches_per_step:
-        position = int(meta["step"]) * batches_per_step
-    return position
 
 
 @contextlib.contextmanager
@@ -602,60 +377,3 @@ def _adapter_off(base: Any, lora: Any) -> Any:
         yield
     finally:
         lora.set_adapter_enabled(base, True)
-
-
-# ============================================================================ reporting helpers
-
-
-def _log_step(tel: Telemetry, progress: Progress, total: int, loss: float, lr: float, seconds: float) -> None:
-    now = time.monotonic()
-    last = getattr(tel, "_last_step_log", 0.0)
-    if progress.step in (1, total) or now - last >= 2.0 or seconds >= 1.0:
-        tel._last_step_log = now  # type: ignore[attr-defined]
-        tel.log(
-            f"step {progress.step}/{total} epoch {progress.epoch} loss {loss:.4f} lr {lr:.2e} {seconds * 1000:.0f} ms"
-        )
-
-
-def _log_loss_summary(tel: Telemetry, losses: list[float]) -> None:
-    if len(losses) < 2:
-        return
-    n = max(1, min(10, len(losses) // 4))
-    first, last = sum(losses[:n]) / n, sum(losses[-n:]) / n
-    change = (last - first) / first * 100 if first else 0.0
-    tel.log(f"loss: first {n} steps average {first:.4f}, last {n} average {last:.4f} ({change:+.1f}%)")
-
-
-def _lora_digest(state: dict) -> str:
-    h = hashlib.sha256()
-    for key in sorted(state):
-        h.update(key.encode())
-        h.update(state[key].float().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def _rel(path: Path, run_dir: Path) -> str:
-    try:
-        return str(Path(path).relative_to(run_dir))
-    except ValueError:
-        return str(path)
-
-
-def _describe_failure(exc: BaseException) -> tuple[str, str | None]:
-    """(one-line message, traceback tail or None for failures the user can fix)."""
-    from fluxtui.core.problems import ConfigError
-
-    friendly = (RunFailed, ConfigError)
-    try:
-        from .blocks import RouteError
-        from .models import ModelLoadError
-
-        friendly += (ModelLoadError, RouteError)
-    except ImportError:
-        pass
-    if isinstance(exc, friendly):
-        message = getattr(exc, "message", None) or str(exc)
-        key = getattr(exc, "key", None)
-        return (f"{message} [{key}]" if key and key not in message else message), None
-    tail = "".join(traceback.format_exception(exc)[-12:]).rstrip()
-    return f"{type(exc).__name__}: {exc}".splitlines()[0], tail

@@ -6,6 +6,7 @@ stdout is the human log (the runner sends it to trainer.log); lines are flushed 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sys
@@ -92,3 +93,33 @@ def vram_mb(device: Any) -> tuple[float, float]:
         round(torch.cuda.memory_allocated(device) / 2**20, 1),
         round(torch.cuda.max_memory_allocated(device) / 2**20, 1),
     )
+
+
+# -- summaries for the human log ---------------------------------------------------------------
+
+
+def log_step(tel: Telemetry, progress: Any, total: int, loss: float, lr: float, seconds: float) -> None:
+    now = time.monotonic()
+    last = getattr(tel, "_last_step_log", 0.0)
+    if progress.step in (1, total) or now - last >= 2.0 or seconds >= 1.0:
+        tel._last_step_log = now  # type: ignore[attr-defined]
+        tel.log(
+            f"step {progress.step}/{total} epoch {progress.epoch} loss {loss:.4f} lr {lr:.2e} {seconds * 1000:.0f} ms"
+        )
+
+
+def log_loss_summary(tel: Telemetry, losses: list[float]) -> None:
+    if len(losses) < 2:
+        return
+    n = max(1, min(10, len(losses) // 4))
+    first, last = sum(losses[:n]) / n, sum(losses[-n:]) / n
+    change = (last - first) / first * 100 if first else 0.0
+    tel.log(f"loss: first {n} steps average {first:.4f}, last {n} average {last:.4f} ({change:+.1f}%)")
+
+
+def lora_digest(state: dict) -> str:
+    h = hashlib.sha256()
+    for key in sorted(state):
+        h.update(key.encode())
+        h.update(state[key].float().numpy().tobytes())
+    return h.hexdigest()[:16]
