@@ -287,7 +287,7 @@ def test_run_feed_starts_over_when_events_are_replaced(ws):
     fresh.write_text('{"t":1,"type":"step","run":"r1","step":1,"loss":0.5}\n')
     os.replace(fresh, run.dir / "events.jsonl")
     cols, _evs, _backlog, reset = feed.poll_events()
-    assert reset and cols.step == [1.0]
+    assert reset and list(cols.step) == [1.0]
 
 
 def test_latest_values_may_replace_each_other_metric_batches_never():

@@ -77,7 +77,7 @@ def dir_size(path: Path) -> int:
 class RunFeed:
     """Everything new in one run folder since the last poll."""
 
-    def __init__(self, run_dir: Path, *, ema_beta: float = 0.9, max_bytes: int = 8 << 20):
+    def __init__(self, run_dir: Path, *, ema_beta: float = 0.9, max_bytes: int = 4 << 20):
         self.run_dir = Path(run_dir)
         self.events = EventReader(self.run_dir / EVENTS_FILE, max_bytes=max_bytes)
         self.log = LogTail(self.run_dir / LOG_FILE)

@@ -8,6 +8,7 @@ tables, images) on a short timer, so a burst of a million backlog events costs a
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -30,6 +31,7 @@ from ..widgets.vram_gauge import VramGauge
 from .base import FluxScreen
 
 REDRAW_INTERVAL = 0.25
+IN_FLIGHT_BATCHES = 2  # batches posted but not yet applied, at most
 
 
 class MonitorScreen(FluxScreen):
@@ -52,7 +54,8 @@ class MonitorScreen(FluxScreen):
         self.run_id: str | None = None
         self.current: RunState | None = None
         self._dirty = False
-        self.first_paint_at: float | None = None  # monotonic time the first batch was drawn (bench)
+        # monotonic times, for bench/tail.py: first events on screen, whole backlog read
+        self.timings: dict[str, float] = {}
 
     def compose_body(self) -> ComposeResult:
         yield Static("no run yet: press s to start training", id="mon-status")
@@ -99,6 +102,7 @@ class MonitorScreen(FluxScreen):
     def _open_run(self, run_id: str | None) -> None:
         self.run_id = run_id
         self.current = RunState(run_id) if run_id else None
+        self.timings = {}
         self.query_one(LogView).reset_lines()
         self.query_one("#mon-checkpoints", DataTable).clear()
         self._dirty = True
@@ -112,11 +116,15 @@ class MonitorScreen(FluxScreen):
         """Follow one run's files until cancelled (another run picked, or the app closing)."""
         worker = get_current_worker()
         feed = RunFeed(run_dir)
+        in_flight = threading.Semaphore(IN_FLIGHT_BATCHES)
         first = True
         while not worker.is_cancelled:
             steps, events, backlog, reset = feed.poll_events()
             if first or len(steps) or events or reset:
-                self.post_message(EventsBatch(run_id, steps, events, backlog, reset))
+                while not in_flight.acquire(timeout=0.1):  # the UI is behind: wait, do not pile up
+                    if worker.is_cancelled:
+                        return
+                self.post_message(EventsBatch(run_id, steps, events, backlog, reset, applied=in_flight.release))
                 first = False
             lines, log_reset = feed.poll_log()
             if lines or log_reset:
@@ -127,14 +135,24 @@ class MonitorScreen(FluxScreen):
     # -- batches from the worker ------------------------------------------------------------
 
     def on_events_batch(self, msg: EventsBatch) -> None:
+        try:
+            self._apply_batch(msg)
+        finally:
+            if msg.applied is not None:
+                msg.applied()
+
+    def _apply_batch(self, msg: EventsBatch) -> None:
         if self.current is None or msg.run_id != self.run_id:
             return  # a late batch from the run we just left
         self.current.apply(msg)
         self._dirty = True
         self._draw_status()
-        if self.first_paint_at is None and not msg.backlog:
+        if "first_batch" not in self.timings:
+            self._redraw_heavy()  # the first screenful at once, not a timer tick later
+            self.timings["first_batch"] = time.monotonic()
+        if not msg.backlog and "history" not in self.timings:
             self._redraw_heavy()
-            self.first_paint_at = time.monotonic()
+            self.timings["history"] = time.monotonic()
 
     def on_log_lines(self, msg: LogLines) -> None:
         if msg.run_id != self.run_id:
@@ -176,6 +194,25 @@ class MonitorScreen(FluxScreen):
         text.append(state_name, style=f"bold {colour}")
         if self.pinned:
             text.append(" (pinned; f: follow newest)", style="dim")
+        step = run.step
+        if run.loading and info is not None and (info.step or 0) > step:
+            # a long history is still being read: the run list already knows the newest step
+            step = info.step
+            text.append(f"  step {step}" + (f"/{total}" if total else ""), style="bold")
+            if info.last_loss is not None:
+                text.append(f"  loss {info.last_loss:.4f}")
+        else:
+            self._append_progress(text, run, info, total)
+        if stage.get("name") and stage.get("name") != "train" and (info is None or info.active):
+            text.append(f"  [{stage['name']} {stage.get('done', '')}/{stage.get('total', '')}]", style="yellow")
+        if run.loading:
+            text.append(f"  reading history… {run.events_seen:,} events", style="dim")
+        status.update(text)
+        bar = self.query_one("#mon-progress", ProgressBar)
+        bar.update(total=total, progress=step if total else 0)
+        self._draw_crash(crash, run, info)
+
+    def _append_progress(self, text: Text, run: RunState, info, total: int | None) -> None:
         text.append(f"  step {run.step}" + (f"/{total}" if total else ""), style="bold")
         sps = run.seconds_per_step
         if sps is not None:
@@ -190,14 +227,6 @@ class MonitorScreen(FluxScreen):
                 text.append(f" (smoothed {run.smooth[-1]:.4f})", style="dim")
         if last.get("lr") is not None:
             text.append(f"  lr {last['lr']:.2e}")
-        if stage.get("name") and stage.get("name") != "train" and (info is None or info.active):
-            text.append(f"  [{stage['name']} {stage.get('done', '')}/{stage.get('total', '')}]", style="yellow")
-        if run.loading:
-            text.append(f"  reading history… {run.events_seen:,} events", style="dim")
-        status.update(text)
-        bar = self.query_one("#mon-progress", ProgressBar)
-        bar.update(total=total, progress=run.step if total else 0)
-        self._draw_crash(crash, run, info)
 
     def _draw_crash(self, crash: Static, run: RunState, info) -> None:
         failed = (info is not None and info.status in ("failed", "crashed")) or (
