@@ -279,9 +279,9 @@ def test_stage_model_follows_the_trainers_startup(ws):
     assert born.stage_peaks["load_models"] > 31
     cpu_born = with_changes(project, {"model.random_weights": True, "model.quantize_via": "cpu"})
     assert estimate(cpu_born).stage_peaks["load_models"] == pytest.approx(cpu.stage_peaks["load_models"])
-    # T5 next to the transformer while the text cache is built; fewer captions at once, less
-    fewer = estimate(with_changes(project, {"text_embeds.write_batch_size": 4}))
-    assert fewer.stage_peaks["cache_text"] < est.stage_peaks["cache_text"] - 5
+    # T5 encodes a few captions at a time whatever the write batch, so that stays small
+    fewer = estimate(with_changes(project, {"text_embeds.write_batch_size": 1}))
+    assert 0 < est.stage_peaks["cache_text"] - fewer.stage_peaks["cache_text"] < 1
     offload = estimate(with_changes(project, {"memory.offload_during_startup": True}))
     assert offload.stage_peaks["cache_latents"] < est.stage_peaks["cache_latents"] - 4
 
@@ -347,7 +347,7 @@ def test_with_changes_leaves_the_project_alone(ws):
 # --------------------------------------------------------------------------- suggestions
 
 
-@pytest.mark.parametrize("gpu", [24, 16, 12, 10, 8])
+@pytest.mark.parametrize("gpu", [20, 16, 12, 10, 8])
 def test_suggestions_fit_when_written_to_the_file(ws, gpu):
     est = estimate(load(ws))
     assert not est.fits(gpu)
@@ -387,10 +387,11 @@ def test_cli_table(ws):
 
 
 def test_cli_gpu_fit_and_suggestions(ws, tmp_path):
-    result = run_cli("estimate", str(ws), "--gpu-gb", "24")
+    assert "fits a 24 GB GPU" in run_cli("estimate", str(ws), "--gpu-gb", "24").stdout
+    result = run_cli("estimate", str(ws), "--gpu-gb", "20")
     assert result.returncode == 0
-    assert "does not fit a 24 GB GPU" in result.stdout
-    assert re.search(r"text_embeds\.write_batch_size = 4 +-> \d+\.\d GiB", result.stdout)
+    assert "does not fit a 20 GB GPU" in result.stdout
+    assert re.search(r"training\.vae_batch_size = 1 +-> \d+\.\d GiB", result.stdout)
     combo = run_cli("estimate", str(ws), "--gpu-gb", "12").stdout
     assert "together these fit" in combo and 'model.base_model_precision = "nf4-bnb"' in combo
     demo = workspace.init(tmp_path / "demo", demo=True).root

@@ -8,7 +8,7 @@ in the order the trainer goes through them:
   it quantised). `random_weights` on the accelerator builds all four in full precision there.
 - `cache_latents`: VAE encoding `vae_batch_size` images next to the resident transformer (the
   text encoders wait on the CPU with `offload_during_startup`).
-- `cache_text`: CLIP and T5 encoding `text_embeds.write_batch_size` captions at once.
+- `cache_text`: CLIP and T5 encoding captions, T5_ENCODE_BATCH at a time.
 - `train`: transformer weights, LoRA weights, gradients and optimizer state, activations
   (tokens = (H/16)*(W/16) + T5 tokens, batch, checkpointing, TREAD), runtime overhead.
 - `validate`: sampling at `validation_resolution` and decoding with the VAE.
@@ -32,6 +32,7 @@ from typing import Any
 
 from .flux_arch import (
     QUANTISE_EXCLUDE,
+    T5_ENCODE_BATCH,
     FluxConfig,
     Linear,
     ModelSize,
@@ -507,7 +508,7 @@ def _stage_cache_latents(plan: _Plan) -> dict[str, float]:
 def _stage_cache_text(plan: _Plan) -> dict[str, float]:
     p = plan.project
     clip, t5 = _text_encoders(plan)
-    captions = int(p.text_embeds.write_batch_size)
+    captions = min(int(p.text_embeds.write_batch_size), T5_ENCODE_BATCH)
     if p.memory.enable_model_cpu_offload:
         encoders, vae = max(clip, t5), 0.0
     else:
@@ -805,8 +806,6 @@ def _candidates(project: Any) -> list[dict[str, Any]]:
     quantised = {m.base_model_precision, m.text_encoder_1_precision, m.text_encoder_2_precision} - {"no_change"}
     if m.quantize_via == "accelerator" and quantised:
         out.append({"model.quantize_via": "cpu"})
-    if int(project.text_embeds.write_batch_size) > 4:
-        out.append({"text_embeds.write_batch_size": 4})
     if int(t.vae_batch_size) > 1:
         out.append({"training.vae_batch_size": 1})
     if not mem.offload_during_startup:

@@ -24,6 +24,7 @@ __all__ = [
     "FLUX_TINY",
     "NO_GUIDANCE_FLAVOURS",
     "QUANTISE_EXCLUDE",
+    "T5_ENCODE_BATCH",
     "T5_MAX_LENGTH",
     "T5_XXL",
     "TINY_CLIP",
@@ -242,6 +243,11 @@ TINY_VAE = ModelSize("VAE", 0, 86_331, width=8)
 # T5 sequence length per flavour when `tokenizer_max_length` is not set.
 T5_MAX_LENGTH = {"krea": 512, "dev": 512, "kontext": 512, "fluxbooru": 512, "libreflux": 512, "schnell": 256}
 T5_MAX_LENGTH["tiny-random"] = 32
+
+# T5-XXL at 512 tokens keeps ~59 MB of attention scores per caption while encoding, so the
+# trainer encodes captions this many at a time (text_embeds.write_batch_size only sets the
+# progress and stop-check grain); the estimate counts the same.
+T5_ENCODE_BATCH = 4
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from fluxtui.core.flux_arch import T5_ENCODE_BATCH
+
 from . import data
 
 CACHE_FORMAT = "1"
@@ -226,13 +228,15 @@ class TextCache:
             if should_stop():
                 return
             chunk = todo[start : start + batch_size]
-            t5, pooled, mask = encode_prompts(models, list(chunk), device=device, max_length=self.max_length)
-            for i, caption in enumerate(chunk):
-                atomic_save(
-                    {"t5": t5[i], "pooled": pooled[i], "mask": mask[i]},
-                    self.path(caption),
-                    {"caption": caption[:2000]},
-                )
+            for sub in range(0, len(chunk), T5_ENCODE_BATCH):
+                part = list(chunk[sub : sub + T5_ENCODE_BATCH])
+                t5, pooled, mask = encode_prompts(models, part, device=device, max_length=self.max_length)
+                for i, caption in enumerate(part):
+                    atomic_save(
+                        {"t5": t5[i], "pooled": pooled[i], "mask": mask[i]},
+                        self.path(caption),
+                        {"caption": caption[:2000]},
+                    )
             done += len(chunk)
             progress(done, len(unique))
 
