@@ -56,7 +56,9 @@ def test_start_training_with_keys_in_tmux(demo_workspace, tmp_path):
     ws = Workspace.at(demo_workspace)
     config.set_values(ws.project_file, {"training.max_train_steps": 20000, "training.checkpointing_steps": 1000})
     tmux = Tmux(tmp_path)
-    app = shlex.join(["env", "-u", "NO_COLOR", f"XDG_CONFIG_HOME={tmp_path / 'xdg'}", sys.executable, "-m", "fluxtui.cli"])
+    app = shlex.join(
+        ["env", "-u", "NO_COLOR", f"XDG_CONFIG_HOME={tmp_path / 'xdg'}", sys.executable, "-m", "fluxtui.cli"]
+    )
     try:
         tmux("new-session", "-d", "-s", "fx", "-x", "100", "-y", "30", "-c", str(ws.root), app)
         tmux.wait_for(r"1 Overview.*5 Runs", 60)
@@ -75,9 +77,11 @@ def test_start_training_with_keys_in_tmux(demo_workspace, tmp_path):
         tmux.wait_for(r"stopped", 120)
         tmux("send-keys", "-t", "fx", "q")
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and "fx" in subprocess.run(
-            ["tmux", "-L", tmux.socket, "list-sessions"], capture_output=True, text=True
-        ).stdout:
+        while (
+            time.monotonic() < deadline
+            and "fx"
+            in subprocess.run(["tmux", "-L", tmux.socket, "list-sessions"], capture_output=True, text=True).stdout
+        ):
             time.sleep(0.2)
     finally:
         tmux.kill()

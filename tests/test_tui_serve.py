@@ -110,3 +110,15 @@ def test_serve_refuses_a_folder_without_a_project(tmp_path):
     )
     assert out.returncode == 2
     assert "no project.toml" in out.stderr
+
+
+def test_tui_refuses_a_folder_without_a_project(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "fluxtui.cli", "tui", str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    assert "no project.toml" in out.stderr and "fluxtui init" in out.stderr
+    bare = subprocess.run(
+        [sys.executable, "-m", "fluxtui.cli"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert bare.returncode == 2 and "no project.toml here" in bare.stderr

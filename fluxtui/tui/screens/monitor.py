@@ -18,7 +18,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, ProgressBar, Static, TabbedContent, TabPane
+from textual.widgets import Button, DataTable, ProgressBar, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from ..messages import EventsBatch, LogLines
@@ -65,6 +65,10 @@ class MonitorScreen(FluxScreen):
             yield LossChart(id="mon-chart")
             with Vertical(id="mon-side"):
                 yield VramGauge(id="mon-vram")
+                with Horizontal(id="mon-buttons"):
+                    yield Button("Ckpt", id="btn-checkpoint", compact=True, tooltip="save a checkpoint now (c)")
+                    yield Button("Validate", id="btn-validate", compact=True, tooltip="make validation images now (v)")
+                    yield Button("Stop", id="btn-stop", variant="error", compact=True)
                 yield Static("", id="mon-notes")
         with TabbedContent(id="mon-tabs"):
             with TabPane("Log", id="tab-log"):
@@ -163,10 +167,13 @@ class MonitorScreen(FluxScreen):
         view.append(msg.lines)
 
     def on_state(self, topic: str) -> None:
-        if topic in ("all", "runs", "run-started"):
+        if topic in ("all", "runs", "run-started", "busy"):
             self._pick_run()
             self._draw_status()
             self.refresh_bindings()
+            live = self.state.active is not None and self.state.active.run_id == self.run_id
+            for button in self.query("#mon-buttons Button"):
+                button.disabled = not live or bool(self.state.busy)
         if topic == "gpu":
             self._dirty = True
 
@@ -313,6 +320,10 @@ class MonitorScreen(FluxScreen):
 
     def action_run(self, what: str) -> None:
         self.fapp.request_run(what)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.fapp.request_run((event.button.id or "").removeprefix("btn-"))
 
     def action_search_log(self) -> None:
         self.action_show_tab("tab-log")
