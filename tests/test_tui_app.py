@@ -145,6 +145,19 @@ async def test_theme_is_selectable_and_remembered(ws, tmp_path):
         assert again.theme == theming.LIGHT
 
 
+@pytest.mark.asyncio
+async def test_a_keymap_in_the_settings_remaps_bindings_by_id(ws):
+    settings.save({"keymap": {"run.start": "f5", "nav.runs": "f6"}})
+    app = make_app(ws.root, watch=False, gpu=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        keys = {b.binding.action: key for key, b in app.screen.active_bindings.items()}
+        assert keys["run('start')"] == "f5"
+        await pilot.press("f6")
+        await pilot.pause()
+        assert isinstance(app.screen, RunsScreen)
+
+
 def test_themes_come_from_the_tcss_palettes():
     themes = {t.name: t for t in theming.load_themes()}
     assert set(themes) == {theming.DARK, theming.LIGHT}

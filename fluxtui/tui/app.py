@@ -8,7 +8,6 @@ subscribe and redraw what concerns them. Workers never touch widgets.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -135,7 +134,6 @@ class FluxApp(App[int]):
         self.state_changed: Signal[str] = Signal(self, "state-changed")
         self.errors: list[str] = []  # worker failures, newest last (also shown as notifications)
         self._watcher = None
-        self._project_seen: float = 0.0
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -145,7 +143,11 @@ class FluxApp(App[int]):
     def on_mount(self) -> None:
         for theme in theming.load_themes():
             self.register_theme(theme)
-        remembered = settings.load(self.settings_dir).get("theme")
+        saved = settings.load(self.settings_dir)
+        keymap = saved.get("keymap")
+        if isinstance(keymap, dict):  # binding id -> keys, e.g. {"run.start": "f5"}
+            self.set_keymap({str(k): str(v) for k, v in keymap.items()})
+        remembered = saved.get("theme")
         self.theme = remembered if remembered in self.available_themes else theming.DARK
         if self.theme not in self.available_themes:  # no themes/ folder next to the package
             self.theme = "textual-dark"
@@ -273,7 +275,6 @@ class FluxApp(App[int]):
         s.project, s.problems, s.text, s.loaded = msg.project, msg.problems, msg.text, True
         if msg.project is None:
             s.datasets, s.dataset_problems, s.scanned, s.estimate = [], [], True, None
-        self._project_seen = time.monotonic()
         self.announce("project")
 
     def on_datasets_scanned(self, msg: DatasetsScanned) -> None:

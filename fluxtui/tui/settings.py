@@ -1,4 +1,9 @@
-"""What the TUI remembers between sessions (the theme), under $XDG_CONFIG_HOME/fluxtui/."""
+"""What the TUI remembers between sessions, in $XDG_CONFIG_HOME/fluxtui/tui.json:
+
+    {"theme": "fluxtui-light", "keymap": {"run.start": "f5", "nav.monitor": "m"}}
+
+The theme is saved when it changes; the keymap (binding id -> keys) is yours to write.
+"""
 
 from __future__ import annotations
 
