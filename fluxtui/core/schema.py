@@ -64,6 +64,8 @@ SECTIONS = {
     "datasets": "One [[datasets]] table per image folder.",
 }
 
+FLOW_SCHEDULE_SHIFT = 3.0  # what an empty flow_schedule_shift means (Flux's usual)
+
 # Sections whose options a resumed run can absorb unless an option says otherwise.
 _RESUME_SAFE_SECTIONS = {"training", "validation", "logging", "hub", "text_embeds", "project"}
 
@@ -345,11 +347,12 @@ OPTIONS: tuple[Option, ...] = (
         "training",
         "flow_schedule_shift",
         "float",
-        3.0,
-        "Fixed timestep shift s: sigma' = s*sigma / (1 + (s-1)*sigma). Higher favours noisier "
-        "timesteps (composition), lower favours detail.",
+        None,
+        "Fixed timestep shift s: sigma' = s*sigma / (1 + (s-1)*sigma); empty means 3.0. Higher "
+        "favours noisier timesteps (composition), lower favours detail. Excludes auto shift.",
         min=0.0,
         max=100.0,
+        example=3.0,
     ),
     _o(
         "training",

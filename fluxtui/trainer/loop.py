@@ -23,6 +23,7 @@ from typing import Any
 
 from fluxtui import __version__
 from fluxtui.core import checkpoints as core_checkpoints
+from fluxtui.core.schema import FLOW_SCHEDULE_SHIFT
 from fluxtui.core.workspace import Workspace
 
 from . import setup, telemetry
@@ -252,7 +253,7 @@ def _train(
         sigma = flow.sample_sigmas(
             x0.shape[0],
             image_seq_len=x0.shape[1],
-            shift=t.flow_schedule_shift,
+            shift=FLOW_SCHEDULE_SHIFT if t.flow_schedule_shift is None else t.flow_schedule_shift,
             auto=t.flow_schedule_auto_shift,
             fast=t.flux_fast_schedule or m.flavour == "schnell",
             generator=gen,
