@@ -10,6 +10,7 @@ from textual.widgets import DataTable
 from fluxtui.core import config, runs, workspace
 from fluxtui.tui.app import make_app
 from fluxtui.tui.screens.monitor import MonitorScreen
+from fluxtui.tui.widgets.image_view import ValidationGallery
 from fluxtui.tui.widgets.log_view import LogView
 from fluxtui.tui.widgets.loss_chart import LossChart
 
@@ -24,10 +25,11 @@ def _own_settings(tmp_path, monkeypatch):
 @pytest.fixture
 def ws(demo_workspace):
     ws = workspace.Workspace.at(demo_workspace)
-    # long enough to still be running when we stop it; checkpoints often enough to watch
+    # long enough to still be running when we stop it; no periodic checkpoints or validation,
+    # so every one that shows up was asked for from the TUI
     config.set_values(
         ws.project_file,
-        {"training.max_train_steps": 20000, "training.checkpointing_steps": 25, "validation.validation_steps": 50},
+        {"training.max_train_steps": 20000, "training.checkpointing_steps": 0, "validation.validation_steps": 0},
     )
     yield ws
     if runs.active_run(ws) is not None:  # a failed assertion must not leave a trainer behind
@@ -63,9 +65,16 @@ async def test_start_watch_and_stop_a_real_run(ws):
         await wait_for(pilot, lambda: screen.current.step >= first_step + 30, 120, "steps to advance")
         await wait_for(pilot, lambda: chart.points_drawn > first_points, 10, "the chart to move")
         await wait_for(pilot, lambda: len(log.all_lines) > first_lines, 10, "the log to move")
-        await wait_for(pilot, lambda: table.row_count >= 2, 120, "two checkpoints")
+        assert table.row_count == 0
+        await pilot.press("c")  # Checkpoint now
+        await wait_for(pilot, lambda: table.row_count == 1, 60, "the requested checkpoint")
+        await pilot.press("v")  # Validate now
+        gallery = screen.query_one(ValidationGallery)
+        await wait_for(pilot, lambda: len(gallery.shown) == 1, 60, "the requested validation image")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: table.row_count == 2, 60, "a second checkpoint")
         status = str(screen.query_one("#mon-status").render())
-        assert f"step {screen.current.step}/20000" in status or "step " in status
+        assert "/20000" in status and "s/step" in status and "ETA" in status and "loss" in status
 
         await pilot.press("x")  # Stop: checkpoint, then exit
         await wait_for(
