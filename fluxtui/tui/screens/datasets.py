@@ -88,8 +88,8 @@ class DatasetsScreen(FluxScreen):
         if topic not in ("all", "datasets", "project"):
             return
         s = self.state
-        key = (id(s.datasets), s.scanned)
-        if key == self.shown_key:
+        key = (s.datasets, s.scanned)  # the list object itself: a rescan brings a new one
+        if self.shown_key is not None and key[0] is self.shown_key[0] and key[1] == self.shown_key[1]:
             return
         self.shown_key = key
         lst = self.query_one("#ds-list", OptionList)
