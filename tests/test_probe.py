@@ -40,6 +40,13 @@ def test_summary_from_events():
     assert r.time_to_first_step_s == 10.0
     assert r.seconds_per_step == 1.5
     assert r.peak_vram_mb == 30 and r.peak_rss_mb == 520
+    timed = summarise(
+        [{"type": "run.start", "t": 0.0, "world_size": 2}]
+        + [{"type": "step", "t": 1.0, "samples_per_s": v} for v in (1.0, 8.0, 4.0, 2.0)],
+        None,
+        samples_per_step=4,
+    )
+    assert timed.seconds_per_step == 2.0  # median of 4*2/8, 4*2/4, 4*2/2: the first step is warm-up
     failed = summarise([{"type": "run.start", "t": 1.0}, {"type": "run.end", "status": "failed", "error": "OOM"}], None)
     assert not failed.ok and failed.error == "OOM"
 

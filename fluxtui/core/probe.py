@@ -120,7 +120,8 @@ def run(project: config.Project, ws: Workspace, steps: int, *, timeout: float | 
     with open(log, "wb") as out:
         proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, env=dict(os.environ))
     events = read_all(dest / "outputs" / RUN_ID / "events.jsonl")
-    result = summarise(events, est)
+    t = project.training
+    result = summarise(events, est, samples_per_step=t.train_batch_size * t.gradient_accumulation_steps)
     if proc.returncode != 0 or not result.ok:
         result.ok = False
         tail = log.read_text(errors="replace").splitlines()[-15:]
@@ -131,7 +132,7 @@ def run(project: config.Project, ws: Workspace, steps: int, *, timeout: float | 
     return result
 
 
-def summarise(events: list[dict], estimate_gib: float | None) -> ProbeResult:
+def summarise(events: list[dict], estimate_gib: float | None, *, samples_per_step: int | None = None) -> ProbeResult:
     start = next((e for e in events if e["type"] == "run.start"), None)
     steps = [e for e in events if e["type"] == "step"]
     end = next((e for e in events if e["type"] == "run.end"), None)
@@ -139,12 +140,17 @@ def summarise(events: list[dict], estimate_gib: float | None) -> ProbeResult:
     if not steps:
         return ProbeResult(False, 0, None, None, None, None, estimate_gib, error or "no training step ran")
     first = steps[0]["t"] - start["t"] if start else None
-    gaps = [b["t"] - a["t"] for a, b in pairwise(steps)]
+    world = (start or {}).get("world_size") or 1
+    if samples_per_step and all(e.get("samples_per_s") for e in steps[1:]):
+        # each step's own duration (event timestamps are only millisecond-precise)
+        gaps = [samples_per_step * world / e["samples_per_s"] for e in steps[1:]]
+    else:
+        gaps = [b["t"] - a["t"] for a, b in pairwise(steps)]
     return ProbeResult(
         ok=error is None,
         steps=len(steps),
         time_to_first_step_s=round(first, 2) if first is not None else None,
-        seconds_per_step=round(statistics.median(gaps), 4) if gaps else None,
+        seconds_per_step=round(statistics.median(gaps), 5) if gaps else None,
         peak_vram_mb=max(e.get("vram_peak_mb") or 0 for e in steps),
         peak_rss_mb=max(e.get("rss_mb") or 0 for e in steps),
         estimate_gib=None if estimate_gib is None else round(estimate_gib, 2),
