@@ -36,12 +36,16 @@ def main(args) -> int:
         ("steps", f"{result.steps}"),
         ("time to first step", f"{result.time_to_first_step_s:.1f} s"),
         ("median s/step", f"{result.seconds_per_step:.3f} s" if result.seconds_per_step else "n/a"),
-        ("peak VRAM (torch)", f"{vram / 1024:.2f} GiB" if vram else "0 (no GPU)"),
-        ("peak RSS", f"{(result.peak_rss_mb or 0) / 1024:.2f} GiB"),
-        ("estimate, train stage", f"{result.estimate_gib:.2f} GiB"),
+        ("peak VRAM (torch)", _size(vram / 1024) if vram else "0 (no GPU)"),
+        ("peak RSS", _size((result.peak_rss_mb or 0) / 1024)),
+        ("estimate, train stage", _size(result.estimate_gib)),
     ]
     for name, value in rows:
         print(f"  {name:<28} {value}")
     if vram and result.estimate_gib:
         print(f"  measured / estimate: {vram / 1024 / result.estimate_gib:.2f}")
     return 0
+
+
+def _size(gib: float) -> str:
+    return f"{gib:.2f} GiB" if gib >= 1 else f"{gib * 1024:.1f} MiB"

@@ -153,6 +153,6 @@ def summarise(events: list[dict], estimate_gib: float | None, *, samples_per_ste
         seconds_per_step=round(statistics.median(gaps), 5) if gaps else None,
         peak_vram_mb=max(e.get("vram_peak_mb") or 0 for e in steps),
         peak_rss_mb=max(e.get("rss_mb") or 0 for e in steps),
-        estimate_gib=None if estimate_gib is None else round(estimate_gib, 2),
+        estimate_gib=None if estimate_gib is None else round(estimate_gib, 4),
         error=error,
     )
