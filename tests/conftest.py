@@ -53,7 +53,9 @@ def demo_workspace(_demo_template, tmp_path) -> Path:
     return dest
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300, input: str | None = None):
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300, input: str | None = None
+):
     """Run `fluxtui ARGS` in a fresh interpreter, as a user would."""
     return subprocess.run(
         [PYTHON, "-m", "fluxtui.cli", *args],
