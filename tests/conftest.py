@@ -12,16 +12,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The TUI tests' `ws` fixture (a Workspace of a fresh demo copy) and helpers.
+pytest_plugins = ["tui_support"]
 PYTHON = sys.executable
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch, tmp_path_factory):
-    """Keep a developer's own settings, tokens and the network out of every test."""
+def _isolated_env(monkeypatch, tmp_path_factory, tmp_path):
+    """Keep a developer's own settings, tokens and the network out of every test; settings
+    written by one test (the TUI's theme) stay with that test."""
     home = tmp_path_factory.getbasetemp() / "home"
     home.mkdir(exist_ok=True)
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(home / ".hf"))
     monkeypatch.setenv("NO_COLOR", "1")

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 from textual.binding import Binding
 from textual.command import CommandList, CommandPalette
 from textual.widgets import Footer
+from tui_support import wait_for
 
-from fluxtui.core import workspace
 from fluxtui.tui import settings, theming
 from fluxtui.tui.app import FluxApp, make_app
 from fluxtui.tui.screens.config import ConfigScreen
@@ -26,24 +25,6 @@ from fluxtui.tui.widgets.log_view import LogView
 from fluxtui.tui.widgets.problem_list import ProblemList
 
 SCREENS = {"1": OverviewScreen, "2": ConfigScreen, "3": DatasetsScreen, "4": MonitorScreen, "5": RunsScreen}
-
-
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-
-
-@pytest.fixture
-def ws(demo_workspace):
-    return workspace.Workspace.at(demo_workspace)
-
-
-async def wait_for(pilot, predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
 
 
 @pytest.mark.asyncio

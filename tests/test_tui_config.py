@@ -8,7 +8,6 @@ import difflib
 import pytest
 from textual.widgets import Input, Select, TextArea
 
-from fluxtui.core import workspace
 from fluxtui.tui.app import make_app
 from fluxtui.tui.screens.config import ConfigScreen
 from fluxtui.tui.screens.dialogs import QuitGuard
@@ -17,16 +16,6 @@ from fluxtui.tui.widgets.problem_list import ProblemList
 
 SIZE = (100, 30)
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))  # a theme saved by one test stays there
-
-
-@pytest.fixture
-def ws(demo_workspace):
-    return workspace.Workspace.at(demo_workspace)
 
 
 def app_for(ws, **kw):

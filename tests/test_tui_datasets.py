@@ -3,36 +3,17 @@ and editing a .txt caption from the preview."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from textual.widgets import DataTable, TextArea
+from tui_support import wait_for
 
-from fluxtui.core import config, workspace
+from fluxtui.core import config
 from fluxtui.tui.app import make_app
 from fluxtui.tui.screens.config import ConfigScreen
 from fluxtui.tui.screens.datasets import DatasetsScreen
 from fluxtui.tui.widgets.problem_list import ProblemList
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-
-
-@pytest.fixture
-def ws(demo_workspace):
-    return workspace.Workspace.at(demo_workspace)
-
-
-async def wait_for(pilot, predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
 
 
 async def open_datasets(app, pilot) -> DatasetsScreen:

@@ -7,13 +7,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from PIL import Image
 from textual.widgets import DataTable
+from tui_support import wait_for
 
-from fluxtui.core import workspace
 from fluxtui.core.events import EventWriter
 from fluxtui.tui.app import make_app
 from fluxtui.tui.messages import EventsBatch, GpuSampled, RunsListed, StepColumns
@@ -24,16 +23,6 @@ from fluxtui.tui.widgets.log_view import LogView
 from fluxtui.tui.widgets.loss_chart import LossChart, downsample
 
 SIZE = (100, 30)
-
-
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-
-
-@pytest.fixture
-def ws(demo_workspace):
-    return workspace.Workspace.at(demo_workspace)
 
 
 class FakeTrainer:
@@ -94,14 +83,6 @@ class FakeTrainer:
 async def settle(app, pilot, seconds: float = 0.0) -> None:
     await pilot.pause(seconds)
     await pilot.pause()
-
-
-async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
 
 
 def status_text(app) -> str:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from textual.widgets import DataTable
+from tui_support import wait_for
 
 from fluxtui.core import config, runs, workspace
 from fluxtui.tui.app import make_app
@@ -15,11 +14,6 @@ from fluxtui.tui.widgets.log_view import LogView
 from fluxtui.tui.widgets.loss_chart import LossChart
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
-
-
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
 
 
 @pytest.fixture
@@ -34,14 +28,6 @@ def ws(demo_workspace):
     yield ws
     if runs.active_run(ws) is not None:  # a failed assertion must not leave a trainer behind
         runs.stop_run(ws, timeout=20)
-
-
-async def wait_for(pilot, predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.1)
 
 
 async def test_start_watch_and_stop_a_real_run(ws):

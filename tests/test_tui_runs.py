@@ -3,10 +3,9 @@ curves overlaid; a run opened in the monitor."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from textual.widgets import DataTable
+from tui_support import wait_for
 
 from fluxtui.core import estimate, workspace
 from fluxtui.core.config import load
@@ -17,16 +16,6 @@ from fluxtui.tui.screens.monitor import MonitorScreen
 from fluxtui.tui.screens.overview import memory_summary
 from fluxtui.tui.screens.runs import RunsScreen
 from fluxtui.tui.widgets.loss_chart import LossChart
-
-
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-
-
-@pytest.fixture
-def ws(demo_workspace):
-    return workspace.Workspace.at(demo_workspace)
 
 
 def finished_run(ws, run_id: str, steps: int, scale: float, t0: float) -> None:
@@ -60,14 +49,6 @@ def finished_run(ws, run_id: str, steps: int, scale: float, t0: float) -> None:
         e["t"] = t0 + i
         fixed.append(json.dumps(e))
     (folder / "events.jsonl").write_text("\n".join(fixed) + "\n")
-
-
-async def wait_for(pilot, predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
 
 
 @pytest.mark.asyncio

@@ -16,7 +16,6 @@ from pytest_textual_snapshot import SVGImageExtension
 from textual._doc import take_svg_screenshot
 from textual.widgets import Input
 
-from fluxtui.core import workspace
 from fluxtui.core.events import EventWriter
 from fluxtui.tui import theming
 from fluxtui.tui.app import make_app
@@ -33,18 +32,12 @@ class Snapshots(SVGImageExtension):
 
 @pytest.fixture(autouse=True)
 def _fixed_world(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("NO_COLOR", raising=False)  # snapshots show the real colours
     monkeypatch.setenv("TZ", "UTC")
     monkeypatch.delenv("TMUX", raising=False)
     time.tzset()
     yield
     time.tzset()
-
-
-@pytest.fixture
-def ws(demo_workspace):
-    return workspace.Workspace.at(demo_workspace)
 
 
 @pytest.fixture

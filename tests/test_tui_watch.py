@@ -3,9 +3,8 @@ says what changed, and with restart-on-change does what `fluxtui run --watch` do
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from tui_support import wait_for
 
 from fluxtui.core import config, runs, workspace
 from fluxtui.tui.app import make_app
@@ -15,25 +14,12 @@ from fluxtui.tui.widgets.option_field import OptionField, field_id
 SIZE = (100, 30)
 
 
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-
-
 @pytest.fixture
 def ws(demo_workspace):
     ws = workspace.Workspace.at(demo_workspace)
     yield ws
     if runs.active_run(ws) is not None:
         runs.stop_run(ws, timeout=20)
-
-
-async def wait_for(pilot, predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.1)
 
 
 def save_like_an_editor(path, text: str) -> None:
