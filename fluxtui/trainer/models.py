@@ -19,10 +19,9 @@ and the fix. Components are then read from local folders only.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from fluxtui.core.schema import FLAVOURS
 
 from . import architectures
 from .quantise import TRANSFORMER_EXCLUDE, quantise
+from .quiet import no_transformers_progress_bars
 
 __all__ = [
     "ModelLoadError",
@@ -434,22 +434,8 @@ def load_models(project: Any, *, device: torch.device, log: Callable[[str], None
     tiny_root = project.workspace / "cache" / "models"
     sources = resolve_sources(project, tiny_root=tiny_root)
 
-    with _quiet_loading():
+    with no_transformers_progress_bars():
         return _load(project, device=device, log=log, sources=sources, tiny_root=tiny_root, dtype=dtype)
-
-
-@contextlib.contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """transformers draws a "Loading weights" bar per model: noise in a trainer log."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
 
 
 def _load(

@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .quiet import no_transformers_progress_bars
+
 __all__ = [
     "BUILD_VERSION",
     "MARKER_NAME",
@@ -226,21 +228,6 @@ def _float32_on_cpu() -> Iterator[None]:
         torch.set_default_dtype(old_dtype)
 
 
-@contextlib.contextmanager
-def _no_transformers_progress_bars() -> Iterator[None]:
-    """transformers prints a "Writing model shards" bar per save; silence it, then restore."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    if was_enabled:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
-
-
 def _build_models(dest: Path, spec: dict[str, Any], seed: int, clip_tok: Any, t5_tok: Any) -> None:
     import torch
     from diffusers import AutoencoderKL, FluxTransformer2DModel
@@ -371,7 +358,7 @@ def build_tiny_flux(dest: Path, *, seed: int = 0, size: str = "tiny") -> Path:
         _BUILD_LOCK,
         torch.random.fork_rng(devices=[]),
         _float32_on_cpu(),
-        _no_transformers_progress_bars(),
+        no_transformers_progress_bars(),
     ):
         clip_tok, t5_tok = _build_tokenizers(dest)
         _build_models(dest, spec, seed, clip_tok, t5_tok)
