@@ -57,6 +57,17 @@ def demo_workspace(_demo_template, tmp_path) -> Path:
     return dest
 
 
+def make_project(ws: Path, text: str):
+    """A checked Project from project.toml text written into folder `ws`."""
+    from fluxtui.core import config
+
+    ws.mkdir(parents=True, exist_ok=True)
+    (ws / "project.toml").write_text(text)
+    project, problems = config.load(ws)
+    assert project is not None, [str(p) for p in problems]
+    return project
+
+
 def run_cli(
     *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300, input: str | None = None
 ):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import make_project as shared_make_project
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from fluxtui.core import config  # noqa: E402
 from fluxtui.trainer.lora import add_lora, lora_state_dict, save_lora, set_adapter_enabled  # noqa: E402
 from fluxtui.trainer.models import encode_prompts, load_models  # noqa: E402
 
@@ -24,11 +24,7 @@ text_encoder_2_precision = "no_change"
 
 
 def make_project(ws: Path, text: str = TINY):
-    ws.mkdir(parents=True, exist_ok=True)
-    (ws / "project.toml").write_text(text)
-    project, problems = config.load(ws)
-    assert project is not None, problems
-    return project
+    return shared_make_project(ws, text)
 
 
 def forward(models, embeds, pooled, latents, t=0.5):
@@ -137,13 +133,6 @@ def adapted_layers(transformer) -> set[str]:
     return {n.rsplit(".lora_A", 1)[0] for n, _ in transformer.named_parameters() if ".lora_A." in n}
 
 
-@pytest.fixture(scope="module")
-def tiny_transformer_dir(tmp_path_factory) -> Path:
-    from fluxtui.trainer.tiny import ensure_tiny_flux
-
-    return ensure_tiny_flux(tmp_path_factory.mktemp("models"), seed=0)
-
-
 def fresh_transformer(folder: Path):
     from diffusers import FluxTransformer2DModel
 
@@ -151,8 +140,8 @@ def fresh_transformer(folder: Path):
 
 
 @pytest.mark.parametrize("preset", LORA_TARGETS)
-def test_every_preset_on_the_tiny_model(preset, tmp_path, tiny_transformer_dir):
-    transformer = fresh_transformer(tiny_transformer_dir)
+def test_every_preset_on_the_tiny_model(preset, tmp_path, tiny_model_dir):
+    transformer = fresh_transformer(tiny_model_dir)
     project = lora_project(tmp_path, flux_lora_target=preset, lora_rank=4)
     if TINY_LAYERS[preset] == 0:
         with pytest.raises(LoraError) as err:
@@ -229,11 +218,11 @@ def _out(transformer, seed=1):
         "pissa",
     ],
 )
-def test_init_types_construct_and_save_against_the_original_base(init, tmp_path, tiny_transformer_dir):
+def test_init_types_construct_and_save_against_the_original_base(init, tmp_path, tiny_model_dir):
     """PiSSA/OLoRA/LoftQ rewrite the base weights; the saved LoRA must fit the original base."""
     from peft.utils import set_peft_model_state_dict
 
-    transformer = fresh_transformer(tiny_transformer_dir)
+    transformer = fresh_transformer(tiny_model_dir)
     base_out = _out(transformer)
     project = lora_project(tmp_path, lora_init_type=init, lora_rank=4, lora_alpha=8)
     params = add_lora(transformer, project)
@@ -249,7 +238,7 @@ def test_init_types_construct_and_save_against_the_original_base(init, tmp_path,
 
     rank = next(v.shape[0] for k, v in sd.items() if ".lora_A." in k)
     assert rank == (8 if init in ("loftq", "olora", "pissa") else 4)
-    other = fresh_transformer(tiny_transformer_dir)
+    other = fresh_transformer(tiny_model_dir)
     other.add_adapter(
         LoraConfig(
             r=rank, lora_alpha=2 * rank, target_modules=sorted(adapted_layers(transformer)), init_lora_weights=False
@@ -264,16 +253,16 @@ def test_init_types_construct_and_save_against_the_original_base(init, tmp_path,
     set_adapter_enabled(transformer, True)
     assert torch.allclose(_out(transformer), trained, atol=1e-6)
     # Resume: the saved state loads back into a freshly made adapter of the same kind.
-    again = fresh_transformer(tiny_transformer_dir)
+    again = fresh_transformer(tiny_model_dir)
     add_lora(again, project)
     load_lora_state(again, sd)
     assert torch.allclose(_out(again), trained, atol=1e-5)
 
 
-def test_loftq_without_cuda_is_a_clear_error(tmp_path, tiny_transformer_dir):
+def test_loftq_without_cuda_is_a_clear_error(tmp_path, tiny_model_dir):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: LoftQ works here")
-    transformer = fresh_transformer(tiny_transformer_dir)
+    transformer = fresh_transformer(tiny_model_dir)
     with pytest.raises(LoraError) as err:
         add_lora(transformer, lora_project(tmp_path, lora_init_type="loftq"))
     assert err.value.key == "lora.lora_init_type" and "CUDA" in err.value.message
@@ -282,10 +271,10 @@ def test_loftq_without_cuda_is_a_clear_error(tmp_path, tiny_transformer_dir):
 # --------------------------------------------------------------------------- LoKr
 
 
-def test_lokr_constructs_trains_saves_and_resumes(tmp_path, tiny_transformer_dir):
+def test_lokr_constructs_trains_saves_and_resumes(tmp_path, tiny_model_dir):
     from safetensors.torch import load_file
 
-    transformer = fresh_transformer(tiny_transformer_dir)
+    transformer = fresh_transformer(tiny_model_dir)
     base = _out(transformer)
     project = lora_project(tmp_path, lora_type="lycoris", lora_rank=4, lokr_factor=4)
     params = add_lora(transformer, project)
@@ -310,7 +299,7 @@ def test_lokr_constructs_trains_saves_and_resumes(tmp_path, tiny_transformer_dir
     assert any(k.startswith("lycoris_transformer_blocks_0_attn_to_q.lokr_w") for k in saved)
     assert load_file(paths[1]).keys() == saved.keys()
 
-    again = fresh_transformer(tiny_transformer_dir)
+    again = fresh_transformer(tiny_model_dir)
     add_lora(again, project)
     load_lora_state(again, lora_state_dict(transformer))
     assert torch.allclose(_out(again), trained, atol=1e-6)
@@ -398,11 +387,11 @@ def test_comfyui_export_round_trips_through_diffusers_converter():
             assert not extra
 
 
-def test_comfyui_file_from_a_trained_tiny_lora(tmp_path, tiny_transformer_dir):
+def test_comfyui_file_from_a_trained_tiny_lora(tmp_path, tiny_model_dir):
     """The fused layers apply exactly the same change as the diffusers layers they replace."""
     from safetensors.torch import load_file
 
-    transformer = fresh_transformer(tiny_transformer_dir)
+    transformer = fresh_transformer(tiny_model_dir)
     project = lora_project(tmp_path, flux_lora_target="all+ffs", lora_rank=4, lora_alpha=2)
     _perturb(add_lora(transformer, project))
     paths = save_lora(transformer, tmp_path / "out", comfyui=True)
@@ -434,15 +423,15 @@ def test_comfyui_file_from_a_trained_tiny_lora(tmp_path, tiny_transformer_dir):
 
 
 @pytest.mark.parametrize("base_precision", ["no_change", "int8-quanto"])
-def test_init_lora_starts_from_a_saved_file(base_precision, tmp_path, tiny_transformer_dir):
+def test_init_lora_starts_from_a_saved_file(base_precision, tmp_path, tiny_model_dir):
     from fluxtui.trainer.quantise import quantise
 
-    first = fresh_transformer(tiny_transformer_dir)
+    first = fresh_transformer(tiny_model_dir)
     _perturb(add_lora(first, lora_project(tmp_path / "a", lora_rank=4, lora_alpha=8)))
     path = save_lora(first, tmp_path / "first")[0]
 
-    second = fresh_transformer(tiny_transformer_dir)
-    reference = fresh_transformer(tiny_transformer_dir)
+    second = fresh_transformer(tiny_model_dir)
+    reference = fresh_transformer(tiny_model_dir)
     quantise(second, base_precision)
     quantise(reference, base_precision)
     # A different alpha: the loaded weights are rescaled so the adapter does the same thing.
@@ -451,12 +440,12 @@ def test_init_lora_starts_from_a_saved_file(base_precision, tmp_path, tiny_trans
     assert all(p.dtype == torch.float32 and p.requires_grad for p in params)
     add_lora(reference, lora_project(tmp_path / "c", lora_rank=4, lora_alpha=8))
     load_lora_state(reference, lora_state_dict(first))
-    assert not torch.allclose(_out(second), _out(fresh_transformer(tiny_transformer_dir)), atol=1e-4)
+    assert not torch.allclose(_out(second), _out(fresh_transformer(tiny_model_dir)), atol=1e-4)
     assert torch.allclose(_out(second), _out(reference), atol=1e-5)
 
 
-def test_init_lora_problems_name_the_option(tmp_path, tiny_transformer_dir):
-    first = fresh_transformer(tiny_transformer_dir)
+def test_init_lora_problems_name_the_option(tmp_path, tiny_model_dir):
+    first = fresh_transformer(tiny_model_dir)
     add_lora(first, lora_project(tmp_path / "a", lora_rank=4))
     path = save_lora(first, tmp_path / "first")[0]
     cases = [
@@ -466,6 +455,6 @@ def test_init_lora_problems_name_the_option(tmp_path, tiny_transformer_dir):
     ]
     for i, (options, needle) in enumerate(cases):
         with pytest.raises(LoraError) as err:
-            add_lora(fresh_transformer(tiny_transformer_dir), lora_project(tmp_path / f"p{i}", **options))
+            add_lora(fresh_transformer(tiny_model_dir), lora_project(tmp_path / f"p{i}", **options))
         assert err.value.key == "lora.init_lora"
         assert needle in err.value.message

@@ -5,23 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import make_project
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from fluxtui.core import config  # noqa: E402
 from fluxtui.trainer.models import ModelLoadError, encode_prompts, load_models  # noqa: E402
 
 CPU = torch.device("cpu")
-
-
-def make_project(ws: Path, text: str):
-    """A checked Project from project.toml text (tiny-random, fp32-friendly defaults)."""
-    ws.mkdir(parents=True, exist_ok=True)
-    (ws / "project.toml").write_text(text)
-    project, problems = config.load(ws)
-    assert project is not None, problems
-    return project
 
 
 TINY = """

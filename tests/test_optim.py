@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from conftest import make_project
 
 torch = pytest.importorskip("torch")
 
-from fluxtui.core import config, schema  # noqa: E402
+from fluxtui.core import schema  # noqa: E402
 from fluxtui.trainer.optim import OptimizerUnavailable, build_lr_scheduler, build_optimizer  # noqa: E402
-
-
-def make_project(ws: Path, text: str):
-    ws.mkdir(parents=True, exist_ok=True)
-    (ws / "project.toml").write_text(text)
-    project, problems = config.load(ws)
-    assert project is not None, problems
-    return project
 
 
 @pytest.mark.parametrize("name", list(schema.OPTIMIZERS))

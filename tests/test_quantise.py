@@ -5,29 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import make_project
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("optimum.quanto")
 
-from fluxtui.core import config  # noqa: E402
 from fluxtui.core.flux_arch import QUANTISE_EXCLUDE  # noqa: E402
 from fluxtui.trainer.lora import LoraError, add_lora, set_adapter_enabled  # noqa: E402
 from fluxtui.trainer.quantise import TRANSFORMER_EXCLUDE, is_quantised, quantise  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    from fluxtui.trainer.tiny import ensure_tiny_flux
-
-    return ensure_tiny_flux(tmp_path_factory.mktemp("models"), seed=0)
-
-
-def make_project(ws: Path, text: str):
-    ws.mkdir(parents=True, exist_ok=True)
-    (ws / "project.toml").write_text(text)
-    project, problems = config.load(ws)
-    assert project is not None, problems
-    return project
 
 
 def transformer(folder: Path):
@@ -91,27 +76,27 @@ def check_quantised_training(model, precision: str, kind: str, tmp_path: Path, m
         pytest.param("int2-quanto", 1.5, marks=pytest.mark.int4),
     ],
 )
-def test_quanto_base_trains_a_lora(precision, max_err, tiny_dir, tmp_path):
-    check_quantised_training(transformer(tiny_dir), precision, "quanto", tmp_path, max_err)
+def test_quanto_base_trains_a_lora(precision, max_err, tiny_model_dir, tmp_path):
+    check_quantised_training(transformer(tiny_model_dir), precision, "quanto", tmp_path, max_err)
 
 
 @pytest.mark.int4
-def test_int4_quanto_base_trains_a_lora(tiny_dir, tmp_path):
+def test_int4_quanto_base_trains_a_lora(tiny_model_dir, tmp_path):
     """The first qint4 use compiles quanto's C++ extension (~40 s, needs g++ and ninja)."""
-    check_quantised_training(transformer(tiny_dir), "int4-quanto", "quanto", tmp_path, 0.5)
+    check_quantised_training(transformer(tiny_model_dir), "int4-quanto", "quanto", tmp_path, 0.5)
 
 
-def test_nf4_base_trains_a_lora(tiny_dir, tmp_path):
+def test_nf4_base_trains_a_lora(tiny_model_dir, tmp_path):
     import bitsandbytes as bnb
 
-    model = transformer(tiny_dir)
+    model = transformer(tiny_model_dir)
     check_quantised_training(model, "nf4-bnb", "bnb", tmp_path, 0.3)
     assert isinstance(model.transformer_blocks[0].attn.to_q.base_layer, bnb.nn.Linear4bit)
     assert model.transformer_blocks[0].attn.to_q.base_layer.weight.bnb_quantized
 
 
-def test_pissa_on_a_quantised_base_is_refused(tiny_dir, tmp_path):
-    model = transformer(tiny_dir)
+def test_pissa_on_a_quantised_base_is_refused(tiny_model_dir, tmp_path):
+    model = transformer(tiny_model_dir)
     quantise(model, "int8-quanto")
     project = make_project(
         tmp_path / "ws", '[model]\nbase_model_precision = "int8-quanto"\n[lora]\nlora_init_type = "pissa"\n'
@@ -125,18 +110,18 @@ def test_exclusions_are_the_estimators():
     assert tuple(TRANSFORMER_EXCLUDE) == tuple(QUANTISE_EXCLUDE)
 
 
-def test_no_change_is_a_no_op(tiny_dir):
-    model = transformer(tiny_dir)
+def test_no_change_is_a_no_op(tiny_model_dir):
+    model = transformer(tiny_model_dir)
     quantise(model, "no_change")
     assert is_quantised(model) is None
 
 
 @pytest.mark.parametrize("precision", ["int8-quanto", "nf4-bnb"])
-def test_block_by_block_onto_a_device_gives_the_same_model(precision, tiny_dir):
+def test_block_by_block_onto_a_device_gives_the_same_model(precision, tiny_model_dir):
     """quantize_via = accelerator streams blocks to the device; same result as all at once."""
     from fluxtui.trainer.quantise import _units
 
-    whole, streamed = transformer(tiny_dir), transformer(tiny_dir)
+    whole, streamed = transformer(tiny_model_dir), transformer(tiny_model_dir)
     units = _units(streamed)
     assert "transformer_blocks.0" in units and "single_transformer_blocks.1" in units and "proj_out" in units
     quantise(whole, precision, exclude=TRANSFORMER_EXCLUDE)
