@@ -160,6 +160,13 @@ CASES = [
         "group_offload_to_disk_path",
     ),
     (
+        "lokr on an nf4 base",
+        '[model]\nbase_model_precision = "nf4-bnb"\n[lora]\nlora_type = "lycoris"',
+        "lora.lora_type",
+        "error",
+        "lora_type",
+    ),
+    (
         "sageattention is not installed",
         '[training]\nattention_mechanism = "sageattention"',
         "training.attention_mechanism",

@@ -241,6 +241,16 @@ def _quantisation(p: Project) -> list[Problem]:
                 fix='set torch_compile = false, or base_model_precision = "int8-quanto" (int8 + compile is fastest)',
             )
         )
+    if base == "nf4-bnb" and p.lora.lora_type == "lycoris":
+        out.append(
+            problem_at(
+                p,
+                'LoKr (lora_type = "lycoris") cannot wrap bitsandbytes\' packed 4-bit layers (nf4-bnb base)',
+                "lora.lora_type",
+                also=("model.base_model_precision",),
+                fix='use base_model_precision = "int4-quanto" or "int8-quanto", or lora_type = "standard"',
+            )
+        )
     precisions = {
         "model.base_model_precision": base,
         "model.text_encoder_1_precision": p.model.text_encoder_1_precision,
