@@ -1,5 +1,5 @@
-"""Keep transformers' per-model progress bars ("Loading weights", "Writing model shards")
-out of the trainer log."""
+"""Keep transformers' noise out of the trainer log: per-model progress bars ("Loading
+weights", "Writing model shards") and import-time notices that say nothing about training."""
 
 from __future__ import annotations
 
@@ -18,3 +18,17 @@ def no_transformers_progress_bars() -> Iterator[None]:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def only_transformers_errors() -> Iterator[None]:
+    """FluxPipeline's import pulls in image processors that warn when torchvision is absent;
+    validation never uses them."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)

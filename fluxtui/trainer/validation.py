@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from .quiet import only_transformers_errors
+
 DEFAULT_PROMPT_NAME = "validation"
 
 
@@ -81,7 +83,8 @@ class Validator:
 
     def run(self, step: int, transformer: Any, *, autocast: Any = contextlib.nullcontext) -> tuple[list[str], float]:
         """Render every prompt x resolution; returns (paths relative to the run folder, seconds)."""
-        from diffusers import FluxPipeline
+        with only_transformers_errors():
+            from diffusers import FluxPipeline
 
         v = self.project.validation
         started = time.monotonic()
