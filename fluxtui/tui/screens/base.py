@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Button, Footer
 
 from ..widgets.navbar import NavBar
 
@@ -74,3 +74,26 @@ class FluxScreen(Screen):
 
     def on_state(self, topic: str) -> None:
         """Redraw what `topic` (project, datasets, estimate, gpu, runs, busy, change, all) touches."""
+
+
+class RunControls:
+    """Start/Stop/Restart/Checkpoint/Validate for a screen that shows them: the `run(what)`
+    action and buttons with ids `btn-<what>`. An action makes sense only in the right state:
+    start without an active run, the others with one, nothing while a request is in flight."""
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "run" and parameters:
+            active = self.state.active is not None
+            if self.state.busy:
+                return None
+            if parameters[0] == "start":
+                return None if active else True
+            return True if active else None
+        return True
+
+    def action_run(self, what: str) -> None:
+        self.fapp.request_run(what)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.fapp.request_run((event.button.id or "").removeprefix("btn-"))

@@ -28,13 +28,13 @@ from ..widgets.image_view import ValidationGallery
 from ..widgets.log_view import LogView
 from ..widgets.loss_chart import LossChart
 from ..widgets.vram_gauge import VramGauge
-from .base import FluxScreen
+from .base import FluxScreen, RunControls
 
 REDRAW_INTERVAL = 0.25
 IN_FLIGHT_BATCHES = 2  # batches posted but not yet applied, at most
 
 
-class MonitorScreen(FluxScreen):
+class MonitorScreen(RunControls, FluxScreen):
     MODE = "monitor"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "run('start')", "Start", id="run.start"),
@@ -307,23 +307,6 @@ class MonitorScreen(FluxScreen):
             )
 
     # -- actions ----------------------------------------------------------------------------
-
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "run" and parameters:
-            active = self.state.active is not None
-            if self.state.busy:
-                return None
-            if parameters[0] == "start":
-                return None if active else True
-            return True if active else None
-        return True
-
-    def action_run(self, what: str) -> None:
-        self.fapp.request_run(what)
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.fapp.request_run((event.button.id or "").removeprefix("btn-"))
 
     def action_search_log(self) -> None:
         self.action_show_tab("tab-log")

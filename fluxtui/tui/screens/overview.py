@@ -14,7 +14,7 @@ from textual.widgets import Button, Static
 from fluxtui.core.schema import FLAVOURS
 
 from ..widgets.problem_list import ProblemList
-from .base import FluxScreen
+from .base import FluxScreen, RunControls
 
 
 def _num(x) -> str:
@@ -131,7 +131,7 @@ def run_summary(state) -> Text:
     return text
 
 
-class OverviewScreen(FluxScreen):
+class OverviewScreen(RunControls, FluxScreen):
     MODE = "overview"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "run('start')", "Start", id="run.start"),
@@ -180,24 +180,6 @@ class OverviewScreen(FluxScreen):
             self.query_one("#btn-stop", Button).disabled = not active or bool(s.busy)
             self.query_one("#btn-restart", Button).disabled = not active or bool(s.busy)
             self.refresh_bindings()
-
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "run" and parameters:
-            active = self.state.active is not None
-            want = parameters[0]
-            if self.state.busy:
-                return None
-            if want == "start":
-                return True if not active else None
-            return True if active else None
-        return True
-
-    def action_run(self, what: str) -> None:
-        self.fapp.request_run(what)
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.fapp.request_run(event.button.id.removeprefix("btn-"))
 
     async def on_problem_list_jump(self, msg: ProblemList.Jump) -> None:
         p = msg.problem
