@@ -12,7 +12,7 @@ DEMO ?= demo
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fluxtui-installed
 
-.PHONY: demo test test-fast lint generate clean-demo
+.PHONY: demo test test-fast test-int4 lint generate clean-demo
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not int4" -q
+
+# quanto's int2/int4 kernels compile a C++ extension on first use (~40 s): kept out of `make test`
+test-int4: $(STAMP)
+	$(BIN)/python -m pytest -m int4 -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow and not int4" -q
