@@ -57,7 +57,16 @@ def demo_workspace(_demo_template, tmp_path) -> Path:
     return dest
 
 
-def make_project(ws: Path, text: str):
+# The smallest project the trainer's unit tests load models from.
+TINY = """
+[model]
+model_flavour = "tiny-random"
+base_model_precision = "no_change"
+text_encoder_2_precision = "no_change"
+"""
+
+
+def make_project(ws: Path, text: str = TINY):
     """A checked Project from project.toml text written into folder `ws`."""
     from fluxtui.core import config
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import make_project as shared_make_project
+from conftest import TINY, make_project
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
@@ -14,17 +14,6 @@ from fluxtui.trainer.lora import add_lora, lora_state_dict, save_lora, set_adapt
 from fluxtui.trainer.models import encode_prompts, load_models  # noqa: E402
 
 CPU = torch.device("cpu")
-
-TINY = """
-[model]
-model_flavour = "tiny-random"
-base_model_precision = "no_change"
-text_encoder_2_precision = "no_change"
-"""
-
-
-def make_project(ws: Path, text: str = TINY):
-    return shared_make_project(ws, text)
 
 
 def forward(models, embeds, pooled, latents, t=0.5):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import make_project
+from conftest import TINY, make_project
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
@@ -13,14 +13,6 @@ pytest.importorskip("diffusers")
 from fluxtui.trainer.models import ModelLoadError, encode_prompts, load_models  # noqa: E402
 
 CPU = torch.device("cpu")
-
-
-TINY = """
-[model]
-model_flavour = "tiny-random"
-base_model_precision = "no_change"
-text_encoder_2_precision = "no_change"
-"""
 
 
 @pytest.fixture(autouse=True)
