@@ -88,6 +88,23 @@ class FluxConfig:
     def num_blocks(self) -> int:
         return self.num_layers + self.num_single_layers
 
+    def diffusers_kwargs(self, axes_dims_rope: tuple[int, int, int] = (16, 56, 56)) -> dict:
+        """FluxTransformer2DModel(**kwargs) for this shape (the trainer builds random weights
+        from it, so the estimate and the model it measures share one declaration)."""
+        return {
+            "patch_size": 1,
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "num_layers": self.num_layers,
+            "num_single_layers": self.num_single_layers,
+            "attention_head_dim": self.attention_head_dim,
+            "num_attention_heads": self.num_attention_heads,
+            "joint_attention_dim": self.joint_attention_dim,
+            "pooled_projection_dim": self.pooled_projection_dim,
+            "guidance_embeds": self.guidance_embeds,
+            "axes_dims_rope": axes_dims_rope,
+        }
+
 
 FLUX_FULL = FluxConfig()
 FLUX_FULL_NO_GUIDANCE = FluxConfig(guidance_embeds=False)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from fluxtui.core.flux_arch import NO_GUIDANCE_FLAVOURS
+from fluxtui.core.flux_arch import FLUX_FULL, FLUX_FULL_NO_GUIDANCE, NO_GUIDANCE_FLAVOURS
 
 __all__ = ["FULL_PARAMS", "architecture", "build_random", "tiny_architecture"]
 
@@ -22,19 +22,6 @@ __all__ = ["FULL_PARAMS", "architecture", "build_random", "tiny_architecture"]
 # FluxTransformer2DModel with guidance embeddings: 11,901,408,320 parameters.
 FULL_PARAMS = 11_901_408_320
 
-TRANSFORMER: dict[str, Any] = {
-    "patch_size": 1,
-    "in_channels": 64,
-    "out_channels": None,
-    "num_layers": 19,
-    "num_single_layers": 38,
-    "attention_head_dim": 128,
-    "num_attention_heads": 24,
-    "joint_attention_dim": 4096,
-    "pooled_projection_dim": 768,
-    "guidance_embeds": True,
-    "axes_dims_rope": (16, 56, 56),
-}
 
 VAE: dict[str, Any] = {
     "in_channels": 3,
@@ -85,7 +72,8 @@ T5: dict[str, Any] = {  # google/t5-v1_1-xxl, encoder only
 
 def architecture(flavour: str) -> dict[str, dict[str, Any]]:
     """The full-size component configs of ``flavour``."""
-    transformer = dict(TRANSFORMER, guidance_embeds=flavour not in NO_GUIDANCE_FLAVOURS)
+    full = FLUX_FULL_NO_GUIDANCE if flavour in NO_GUIDANCE_FLAVOURS else FLUX_FULL
+    transformer = full.diffusers_kwargs()
     return {"transformer": transformer, "vae": dict(VAE), "clip": dict(CLIP), "t5": dict(T5)}
 
 
