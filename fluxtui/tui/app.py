@@ -149,7 +149,7 @@ class FluxApp(App[int]):
             self.set_keymap({str(k): str(v) for k, v in keymap.items()})
         remembered = saved.get("theme")
         self.theme = remembered if remembered in self.available_themes else theming.DARK
-        if self.theme not in self.available_themes:  # no themes/ folder next to the package
+        if self.theme not in self.available_themes:  # themes missing from a broken install
             self.theme = "textual-dark"
         self.switch_mode(self.start_mode)
         self.reload_project()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from textual.theme import Theme
 
-THEMES_DIR = Path(__file__).resolve().parents[2] / "themes"
+THEMES_DIR = Path(__file__).resolve().parents[1] / "themes"  # package data: wheels carry it
 RULES_FILE = THEMES_DIR / "fluxtui.tcss"
 DARK, LIGHT = "fluxtui-dark", "fluxtui-light"
 
