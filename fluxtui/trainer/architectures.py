@@ -77,11 +77,12 @@ def architecture(flavour: str) -> dict[str, dict[str, Any]]:
     return {"transformer": transformer, "vae": dict(VAE), "clip": dict(CLIP), "t5": dict(T5)}
 
 
-def tiny_architecture(size: str = "tiny") -> dict[str, dict[str, Any]]:
-    """The same structure at trainer.tiny's toy size (for tests of the random-weights path)."""
+def tiny_architecture(size: str | dict[str, Any] = "tiny") -> dict[str, dict[str, Any]]:
+    """The same structure at trainer.tiny's toy sizes (a SIZES name or entry): what
+    tiny.build_tiny_flux builds, and what tests of the random-weights path use."""
     from .tiny import SIZES
 
-    spec = SIZES[size]
+    spec = SIZES[size] if isinstance(size, str) else size
     channels = tuple(spec["vae_channels"])
     clip, t5 = spec["clip"], spec["t5"]
     return {

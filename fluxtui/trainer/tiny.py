@@ -53,9 +53,7 @@ _BUILD_LOCK = threading.Lock()
 CLIP_MAX_LENGTH = 77
 T5_MAX_LENGTH = 512
 
-# Flux.1's VAE latent normalisation and scheduler shift settings.
-VAE_SHIFT_FACTOR = 0.1159
-VAE_SCALING_FACTOR = 0.3611
+# Flux.1's scheduler shift settings.
 SCHEDULER_CONFIG: dict[str, Any] = {
     "num_train_timesteps": 1000,
     "shift": 3.0,
@@ -233,6 +231,8 @@ def _build_models(dest: Path, spec: dict[str, Any], seed: int, clip_tok: Any, t5
     from diffusers import AutoencoderKL, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
+    from .architectures import tiny_architecture
+
     tcfg = spec["transformer"]
     clip = spec["clip"]
     t5 = spec["t5"]
@@ -248,43 +248,23 @@ def _build_models(dest: Path, spec: dict[str, Any], seed: int, clip_tok: Any, t5
         # The CPU generator only: torch.manual_seed would also reseed every CUDA device.
         torch.default_generator.manual_seed(seed * 1000 + offset)
 
+    # The component configs come from the same table as random_weights' full-size ones;
+    # only what the in-memory tokenizers decide is added here.
+    arch = tiny_architecture(spec)
+
     reseed(1)
-    transformer = FluxTransformer2DModel(**tcfg)
+    transformer = FluxTransformer2DModel(**arch["transformer"])
     _save(transformer, dest / "transformer")
     del transformer
 
     reseed(2)
-    channels = tuple(spec["vae_channels"])
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * len(channels),
-        up_block_types=("UpDecoderBlock2D",) * len(channels),
-        block_out_channels=channels,
-        layers_per_block=1,
-        act_fn="silu",
-        latent_channels=16,
-        norm_num_groups=spec["vae_groups"],
-        sample_size=64,
-        scaling_factor=VAE_SCALING_FACTOR,
-        shift_factor=VAE_SHIFT_FACTOR,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        force_upcast=True,
-    )
+    vae = AutoencoderKL(**arch["vae"])
     _save(vae, dest / "vae")
     del vae
 
     reseed(3)
     clip_config = CLIPTextConfig(
-        vocab_size=len(clip_tok),
-        hidden_size=clip["hidden"],
-        intermediate_size=clip["ffn"],
-        projection_dim=clip["hidden"],
-        num_hidden_layers=clip["layers"],
-        num_attention_heads=clip["heads"],
-        max_position_embeddings=CLIP_MAX_LENGTH,
-        hidden_act="quick_gelu",
+        **{**arch["clip"], "vocab_size": len(clip_tok)},
         # The pooled output is taken at the first eos token: these must match the tokenizer.
         bos_token_id=clip_tok.bos_token_id,
         eos_token_id=clip_tok.eos_token_id,
@@ -294,18 +274,7 @@ def _build_models(dest: Path, spec: dict[str, Any], seed: int, clip_tok: Any, t5
 
     reseed(4)
     t5_config = T5Config(
-        vocab_size=len(t5_tok),
-        d_model=t5["d_model"],
-        d_kv=t5["d_kv"],
-        d_ff=t5["d_ff"],
-        num_layers=t5["layers"],
-        num_heads=t5["heads"],
-        relative_attention_num_buckets=8,
-        relative_attention_max_distance=32,
-        feed_forward_proj="gated-gelu",
-        is_encoder_decoder=False,
-        use_cache=False,
-        tie_word_embeddings=False,
+        **{**arch["t5"], "vocab_size": len(t5_tok)},
         pad_token_id=t5_tok.pad_token_id,
         eos_token_id=t5_tok.eos_token_id,
         decoder_start_token_id=t5_tok.pad_token_id,
