@@ -23,7 +23,7 @@ from . import imagesize
 from .config import Project, Section, atomic_write_text
 from .imagesize import IMAGE_EXTENSIONS
 from .problems import Problem
-from .rules import problem_at, process_count, visible_gpu_count
+from .rules.base import problem_at, process_count, visible_gpu_count
 
 CACHE_VERSION = 1
 ALIGN = 64  # target sides are multiples of this (VAE 8x, 2x2 packing, and headroom)

@@ -151,7 +151,7 @@ def _train(
     if t.gradient_checkpointing:
         n = blocks.enable_gradient_checkpointing(transformer, t.gradient_checkpointing_interval)
         tel.log(f"gradient checkpointing on {n} block(s)")
-    else:  # rules.py has warned already
+    else:  # core.rules has warned already
         tel.log("gradient checkpointing off")
     router = blocks.TreadRouter(transformer, t.tread_config["routes"]) if t.tread_config else None
     setup.apply_speed_and_memory_options(project, transformer, device, tel)
