@@ -158,11 +158,37 @@ def test_stale_temp_folders_are_ignored_then_removed(tmp_path):
     run = tmp_path / "outputs" / "r"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    half = run / "checkpoints" / f".tmp-checkpoint-7-{dead.pid}"
+    half = run / "checkpoints" / checkpoints.temp_name("checkpoint-7", dead.pid)
     half.mkdir(parents=True)
     (half / "optimizer.pt").write_bytes(b"partial")
-    busy = run / "checkpoints" / f".tmp-checkpoint-8-{os.getppid()}"  # a live writer: left alone
+    busy = run / "checkpoints" / checkpoints.temp_name("checkpoint-8", os.getppid())  # a live writer: left alone
     busy.mkdir()
     assert checkpoints.run_checkpoints(run) == []
     assert checkpoint.remove_stale_temp(tmp_path / "outputs") == [half]
     assert not half.exists() and busy.exists()
+
+
+def test_leftovers_of_a_prune_are_removed_even_when_the_step_is_a_live_pid(tmp_path):
+    """A crash mid-prune leaves the renamed folder; its step number is no writer's pid."""
+    from fluxtui.trainer import checkpoint
+
+    run = tmp_path / "outputs" / "r"
+    folder = run / "checkpoints"
+    folder.mkdir(parents=True)
+    live = os.getppid()  # a step number that happens to be a live pid
+    old_style = folder / f".tmp-removed-checkpoint-{live}"  # what earlier versions left
+    new_style = folder / checkpoints.temp_name("removed-checkpoint-4", dead_pid(tmp_path))
+    for p in (old_style, new_style):
+        p.mkdir()
+        (p / "optimizer.pt").write_bytes(b"x")
+    assert sorted(checkpoint.remove_stale_temp(tmp_path / "outputs")) == sorted([old_style, new_style])
+    assert list(folder.iterdir()) == []
+    # the names a prune writes carry the pid mark, never a bare step
+    assert checkpoints.temp_name("removed-checkpoint-12", 345) == ".tmp-removed-checkpoint-12-pid345"
+    assert not checkpoints.temp_writer_alive(f".tmp-removed-checkpoint-{live}")
+
+
+def dead_pid(tmp_path) -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid

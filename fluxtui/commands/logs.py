@@ -16,8 +16,8 @@ POLL_S = 0.2
 
 def main(args) -> int:
     ws = Workspace.at(args.workspace)
-    if not ws.exists():
-        return fail(f"{ws.project_file} does not exist; is {args.workspace} a fluxtui workspace?")
+    if ws.missing_reason():
+        return fail(ws.missing_reason())
     run_id = args.run
     if run_id is None:
         infos = runs.list_runs(ws)

@@ -33,8 +33,8 @@ WATCH_STOP_GRACE = 30.0
 
 def main(args) -> int:
     ws = Workspace.at(args.workspace)
-    if not ws.exists():
-        return fail(f"{ws.project_file} does not exist; create a workspace with `fluxtui init {args.workspace}`")
+    if ws.missing_reason():
+        return fail(ws.missing_reason())
     if args.detach and args.watch:
         return fail("--watch needs this process to stay (it restarts the trainer); drop --detach")
     project, problems = runs.validate(ws)

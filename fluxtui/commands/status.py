@@ -22,8 +22,8 @@ _COLOURS = {
 
 def main(args) -> int:
     ws = Workspace.at(args.workspace)
-    if not ws.exists():
-        return fail(f"{ws.project_file} does not exist; is {args.workspace} a fluxtui workspace?")
+    if ws.missing_reason():
+        return fail(ws.missing_reason())
     infos = runs.list_runs(ws)
     active = runs.active_run(ws)
     holder = lock.holder(ws.lock_file)

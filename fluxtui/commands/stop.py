@@ -12,8 +12,8 @@ from .common import fail, paint
 
 def main(args) -> int:
     ws = Workspace.at(args.workspace)
-    if not ws.exists():
-        return fail(f"{ws.project_file} does not exist; is {args.workspace} a fluxtui workspace?")
+    if ws.missing_reason():
+        return fail(ws.missing_reason())
     active = runs.active_run(ws)
     if active is None:
         print(f"no run is active in {ws.root}")

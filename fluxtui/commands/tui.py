@@ -13,6 +13,8 @@ from .common import fail
 
 def main(args) -> int:
     ws = Workspace.at(Path(args.workspace))
+    if ws.project_file.is_dir():
+        return fail(ws.missing_reason())
     if not ws.exists():
         where = "here" if str(args.workspace) == "." else str(args.workspace)
         return fail(

@@ -5,23 +5,60 @@ state files and `fluxtui_checkpoint.json` (written last, before the folder is re
 place): step, epoch, data position and two hashes of the config. `resume_hash` covers only
 the options a resume cannot absorb (schema: `Option.absorbed_by_resume` is False: rank,
 model, resolution, datasets...), so a checkpoint is compatible with a project exactly when
-the hashes match. Folders whose name starts with "." are writes in progress and never count.
+the hashes match. Folders whose name starts with "." are writes in progress and never count;
+they are named `.tmp-<what>-pid<pid>` (temp_name), so a step number is never read as the
+writer's pid, and any other leftover whose writer is gone is removed (remove_stale_temp).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .lock import pid_alive
 from .schema import OPTIONS
 
 META_FILE = "fluxtui_checkpoint.json"
 CHECKPOINTS_DIR = "checkpoints"
+TEMP_PREFIX = ".tmp-"
 _NAME = re.compile(r"checkpoint-(\d+)")
+_TEMP_PID = re.compile(r"-pid(\d+)$")
+
+
+def temp_name(what: str, pid: int | None = None) -> str:
+    """The name of a temp folder next to the checkpoints: `.tmp-<what>-pid<pid>`."""
+    return f"{TEMP_PREFIX}{what}-pid{pid or os.getpid()}"
+
+
+def temp_writer_alive(name: str) -> bool:
+    """Whether the process that owns temp folder `name` still lives (and is not this one).
+    Names without a `-pid<pid>` mark (older versions, or a crash mid-prune) have no owner."""
+    m = _TEMP_PID.search(name)
+    if m is None or int(m[1]) == os.getpid():
+        return False
+    return pid_alive(int(m[1]))
+
+
+def remove_stale_temp(outputs_dir: str | Path) -> list[Path]:
+    """Remove half-written or half-removed checkpoint folders of any run whose writer is gone."""
+    removed = []
+    for folder in Path(outputs_dir).glob(f"*/{CHECKPOINTS_DIR}"):
+        try:
+            entries = list(folder.iterdir())
+        except OSError:
+            continue
+        for p in entries:
+            if p.name.startswith(TEMP_PREFIX) and not temp_writer_alive(p.name):
+                shutil.rmtree(p, ignore_errors=True)
+                if not p.exists():
+                    removed.append(p)
+    return removed
 
 
 @dataclass(frozen=True)

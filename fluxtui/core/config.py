@@ -90,9 +90,17 @@ _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 def load(path: str | os.PathLike) -> tuple[Project | None, list[Problem]]:
     """Read and check a project file. Returns (project or None on errors, problems)."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and path.name != PROJECT_FILE:
         path = path / PROJECT_FILE
     name = path.name
+    if path.is_dir():
+        return None, [
+            Problem(
+                f"{path} is a folder, not a file",
+                fix="rename that folder; a workspace needs project.toml as a file (`fluxtui init DIR` writes one)",
+                file=name,
+            )
+        ]
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -68,6 +68,17 @@ class Workspace:
     def exists(self) -> bool:
         return self.project_file.is_file()
 
+    def missing_reason(self) -> str | None:
+        """None when this is a workspace, else the line that says why not (for the CLI)."""
+        if self.project_file.is_dir():
+            return (
+                f"{self.project_file} is a folder, not a file; a workspace needs project.toml as a file: "
+                f"rename that folder, then `fluxtui init {self.root}` writes a new project.toml"
+            )
+        if not self.project_file.is_file():
+            return f"{self.project_file} does not exist; is {self.root} a fluxtui workspace? (`fluxtui init DIR` makes one)"
+        return None
+
 
 class WorkspaceExists(Exception):
     pass
@@ -76,8 +87,19 @@ class WorkspaceExists(Exception):
 def init(path: str | Path, *, demo: bool = False) -> Workspace:
     """Create a workspace from the template. Refuses to touch an existing project."""
     ws = Workspace.at(path)
+    if ws.project_file.is_dir():
+        raise WorkspaceExists(f"{ws.project_file} is a folder; fluxtui never replaces it (rename it first)")
     if ws.project_file.exists():
         raise WorkspaceExists(f"{ws.project_file} already exists; fluxtui never overwrites a project")
+    if demo:  # refuse before anything is written: init never replaces a file it did not create
+        taken = [p for p in _demo_files(ws.datasets_dir / "shapes") if p.exists() or p.is_symlink()]
+        if taken:
+            shown = ", ".join(str(p.relative_to(ws.root)) for p in taken[:5])
+            more = f" and {len(taken) - 5} more" if len(taken) > 5 else ""
+            raise WorkspaceExists(
+                f"the demo dataset would replace {len(taken)} file(s) already in {ws.root}: {shown}{more}; "
+                "fluxtui never overwrites your files. Move them away or pick another folder"
+            )
     ws.root.mkdir(parents=True, exist_ok=True)
     for sub in ("datasets", "cache", "outputs"):
         (ws.root / sub).mkdir(exist_ok=True)
@@ -139,26 +161,38 @@ _COLOURS = {
 _SHAPES = ("circle", "square", "triangle")
 
 
+def _demo_plan(count: int = DEMO_IMAGES, size: int = DEMO_SIZE) -> list[tuple[str, str, str, str, int, int, int]]:
+    """(stem, foreground, background, shape, radius, cx, cy) of each demo image; one seeded
+    draw, so the file names are known before anything is written."""
+    rng = random.Random(0)
+    names = list(_COLOURS)
+    plan = []
+    for i in range(count):
+        shape = _SHAPES[i % len(_SHAPES)]
+        fg, bg = rng.sample(names, 2)
+        r = rng.randint(size // 5, size // 3)
+        cx, cy = rng.randint(r, size - r), rng.randint(r, size - r)
+        plan.append((f"{i:03d}-{fg}-{shape}", fg, bg, shape, r, cx, cy))
+    return plan
+
+
+def _demo_files(folder: Path, count: int = DEMO_IMAGES) -> list[Path]:
+    return [folder / f"{item[0]}{ext}" for item in _demo_plan(count) for ext in (".png", ".txt")]
+
+
 def _write_demo_dataset(folder: Path, count: int = DEMO_IMAGES, size: int = DEMO_SIZE) -> None:
     """Coloured shapes on plain backgrounds, each with a .txt caption."""
     from PIL import Image, ImageDraw  # Pillow is light; only init --demo needs it
 
     folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(0)
-    names = list(_COLOURS)
-    for i in range(count):
-        shape = _SHAPES[i % len(_SHAPES)]
-        fg, bg = rng.sample(names, 2)
+    for stem, fg, bg, shape, r, cx, cy in _demo_plan(count, size):
         img = Image.new("RGB", (size, size), _COLOURS[bg])
         draw = ImageDraw.Draw(img)
-        r = rng.randint(size // 5, size // 3)
-        cx, cy = rng.randint(r, size - r), rng.randint(r, size - r)
         if shape == "circle":
             draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=_COLOURS[fg])
         elif shape == "square":
             draw.rectangle((cx - r, cy - r, cx + r, cy + r), fill=_COLOURS[fg])
         else:
             draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=_COLOURS[fg])
-        stem = f"{i:03d}-{fg}-{shape}"
         img.save(folder / f"{stem}.png")
         (folder / f"{stem}.txt").write_text(f"a {fg} {shape} on a {bg} background\n", encoding="utf-8")

@@ -21,17 +21,19 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from fluxtui.core.checkpoints import CHECKPOINTS_DIR, META_FILE, run_checkpoints
+from fluxtui.core.checkpoints import CHECKPOINTS_DIR, META_FILE, run_checkpoints, temp_name
+from fluxtui.core.checkpoints import remove_stale_temp as remove_stale_temp
 
 LORA_FILE = "pytorch_lora_weights.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
 RNG_FILE = "rng.pt"
-TEMP_PREFIX = ".tmp-"
 
 # Tests set this to a step number: that checkpoint is held half-written for a minute, long
 # enough to kill the process in the middle of the write.
 _PAUSE_ENV = "FLUXTUI_TEST_PAUSE_CHECKPOINT_AT"
+# ... and this one holds a pruned checkpoint renamed but not yet deleted (a crash mid-prune).
+_PAUSE_PRUNE_ENV = "FLUXTUI_TEST_PAUSE_PRUNE"
 
 
 def rng_states() -> dict[str, Any]:
@@ -62,7 +64,7 @@ def save(
     folder = Path(run_dir) / CHECKPOINTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"checkpoint-{step}"
-    tmp = folder / f"{TEMP_PREFIX}checkpoint-{step}-{os.getpid()}"
+    tmp = folder / temp_name(f"checkpoint-{step}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
 
@@ -77,7 +79,7 @@ def save(
     _fsync_tree(tmp)
 
     if final.exists():  # the same step saved again (a resumed run stopped at once): replace it
-        old = folder / f"{TEMP_PREFIX}old-{step}-{os.getpid()}"
+        old = folder / temp_name(f"old-checkpoint-{step}")
         os.rename(final, old)
         os.rename(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
@@ -95,35 +97,13 @@ def prune(run_dir: Path, limit: int) -> list[Path]:
     removed = []
     for info in existing[: max(0, len(existing) - limit)]:
         # rename first so a crash mid-delete never leaves a half folder under a complete name
-        trash = info.path.with_name(f"{TEMP_PREFIX}removed-{info.path.name}")
+        trash = info.path.with_name(temp_name(f"removed-{info.path.name}"))
         os.rename(info.path, trash)
+        if os.environ.get(_PAUSE_PRUNE_ENV):
+            time.sleep(60)
         shutil.rmtree(trash, ignore_errors=True)
         removed.append(info.path)
     return removed
-
-
-def remove_stale_temp(outputs_dir: Path) -> list[Path]:
-    """Half-written checkpoint folders of any run whose writer is gone (killed mid-write)."""
-    removed = []
-    for folder in Path(outputs_dir).glob(f"*/{CHECKPOINTS_DIR}"):
-        for p in folder.iterdir():
-            if p.name.startswith(TEMP_PREFIX) and not _writer_alive(p.name):
-                shutil.rmtree(p, ignore_errors=True)
-                removed.append(p)
-    return removed
-
-
-def _writer_alive(name: str) -> bool:
-    pid = name.rsplit("-", 1)[-1]
-    if not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def load(path: Path, *, optimizer: Any, lr_scheduler: Any, restore_rng: bool) -> tuple[dict, dict]:
