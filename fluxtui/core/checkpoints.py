@@ -90,8 +90,8 @@ class CheckpointError(Exception):
     """An explicitly requested checkpoint cannot be used; the message says why and what to do."""
 
 
-def resume_hash(project: Any) -> str:
-    """Hash of the options a resumed run cannot absorb (project: a core.config.Project)."""
+def resume_values(project: Any) -> dict[str, Any]:
+    """The options a resumed run cannot absorb, with their values (project: a core.config.Project)."""
     values: dict[str, Any] = {}
     for opt in OPTIONS:
         if opt.absorbed_by_resume:
@@ -101,8 +101,35 @@ def resume_hash(project: Any) -> str:
                 values[f"datasets[{i}].{opt.key}"] = getattr(ds, opt.key)
         else:
             values[opt.dotted] = project.get(opt.dotted)
-    blob = json.dumps(values, sort_keys=True, default=str).encode()
+    return values
+
+
+def resume_hash(project: Any) -> str:
+    """Hash of the options a resumed run cannot absorb (project: a core.config.Project)."""
+    blob = json.dumps(resume_values(project), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def blocking_changes(info: CheckpointInfo, project: Any, limit: int = 4) -> str:
+    """Which options that a resume cannot absorb differ from the checkpoint, as one phrase
+    ("lora.lora_rank 16 -> 8"); generic for checkpoints that did not record their values."""
+    try:
+        meta = json.loads((info.path / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = {}
+    before = meta.get("resume_values") if isinstance(meta, dict) else None
+    if not isinstance(before, dict):
+        return "different model, LoRA or dataset settings"
+    now = json.loads(json.dumps(resume_values(project), default=str))
+    changed = [
+        f"{k} {before.get(k)!r} -> {now.get(k)!r}"
+        for k in sorted(set(before) | set(now))
+        if before.get(k) != now.get(k)
+    ]
+    if not changed:
+        return "different model, LoRA or dataset settings"
+    more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
+    return ", ".join(changed[:limit]) + more
 
 
 def read_checkpoint(path: str | Path) -> CheckpointInfo | None:
@@ -193,8 +220,9 @@ def pick_resume(workspace_root: str | Path, project: Any, *, requested: str | Pa
         )
     if info.resume_hash != want:
         raise CheckpointError(
-            f"{_rel(info.path, root)} was made with different model, LoRA or dataset settings and cannot be "
-            'resumed with this project; use resume_from_checkpoint = "none" (or --fresh) to start over'
+            f"{_rel(info.path, root)} cannot be resumed with this project: {blocking_changes(info, project)} "
+            "(a resume cannot absorb these: the schema marks them as needing a new run); "
+            'use resume_from_checkpoint = "none" (or --fresh) to start over'
         )
     return ResumeChoice(info, f"resuming from {_rel(info.path, root)} (step {info.step})")
 

@@ -106,17 +106,48 @@ def prune(run_dir: Path, limit: int) -> list[Path]:
     return removed
 
 
-def load(path: Path, *, optimizer: Any, lr_scheduler: Any, restore_rng: bool) -> tuple[dict, dict]:
-    """Restore optimizer, scheduler (and rank 0's RNG); returns (lora_state, meta)."""
+def load(path: Path, *, optimizer: Any, lr_scheduler: Any | None, restore_rng: bool) -> tuple[dict, dict]:
+    """Restore optimizer, scheduler (unless None) and rank 0's RNG; returns (lora_state, meta)."""
     path = Path(path)
     meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
     lora_state = load_file(path / LORA_FILE)
     # Our own files: they hold numpy RNG state and optimizer extras, not only tensors.
     optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, map_location="cpu", weights_only=False))
-    lr_scheduler.load_state_dict(torch.load(path / SCHEDULER_FILE, map_location="cpu", weights_only=False))
+    if lr_scheduler is not None:
+        lr_scheduler.load_state_dict(torch.load(path / SCHEDULER_FILE, map_location="cpu", weights_only=False))
     if restore_rng:
         set_rng_states(torch.load(path / RNG_FILE, map_location="cpu", weights_only=False))
     return lora_state, meta
+
+
+def restore(
+    path: Path, *, optimizer: Any, lr_scheduler: Any, project: Any, total_steps: int, restore_rng: bool, tel: Any
+) -> tuple[dict, dict, Any]:
+    """Resume from a checkpoint with the project's current settings: the optimizer's moments
+    come from the checkpoint, its hyperparameters (lr, betas, eps, weight decay) from the
+    config, and the lr schedule is rebuilt for the current settings at the resumed step.
+    Each change is logged and sent as a warning event. Returns (lora_state, meta, lr_scheduler)."""
+    from . import optim
+
+    raw = lr_scheduler.optimizer  # the optimizer the schedule drives (under accelerate's wrapper)
+    wanted = optim.settings_of(raw)
+    lora_state, meta = load(path, optimizer=optimizer, lr_scheduler=None, restore_rng=restore_rng)
+    step = int(meta["step"])
+    changes = optim.apply_settings(raw, wanted)
+    before = meta.get("schedule") or {}
+    now = optim.schedule_settings(project, total_steps)
+    changes += [(k, before[k], v) for k, v in now.items() if k in before and before[k] != v]
+    for key, old, new in changes:
+        name = "total steps" if key == "total_steps" else key.rsplit(".", 1)[-1]
+        tel.warning(
+            f"resumed with a changed setting: {name} {_shown(old)} -> {_shown(new)} from step {step}",
+            "training.max_train_steps" if key == "total_steps" else key,
+        )
+    return lora_state, meta, optim.build_lr_scheduler(raw, project, total_steps, step=step)
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _fsync_tree(folder: Path) -> None:

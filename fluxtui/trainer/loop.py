@@ -180,8 +180,14 @@ def _train(
     base = accelerator.unwrap_model(transformer)
 
     if choice.checkpoint is not None:
-        lora_state, meta = checkpoint.load(
-            choice.checkpoint.path, optimizer=optimizer, lr_scheduler=lr_scheduler, restore_rng=main
+        lora_state, meta, lr_scheduler = checkpoint.restore(
+            choice.checkpoint.path,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            project=project,
+            total_steps=total_steps,
+            restore_rng=main,
+            tel=tel,
         )
         lora.load_lora_state(base, lora_state)
         progress.step = int(meta["step"])
@@ -210,6 +216,8 @@ def _train(
                     "batches_per_step": batches_per_step,
                     "config_hash": project.config_hash(),
                     "resume_hash": core_checkpoints.resume_hash(project),
+                    "resume_values": core_checkpoints.resume_values(project),
+                    "schedule": optim.schedule_settings(project, total_steps),
                     "run": run_id,
                     "world_size": world,
                     "fluxtui_version": __version__,

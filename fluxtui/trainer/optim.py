@@ -32,7 +32,16 @@ from fluxtui.core import schema
 
 from .models import ModelLoadError
 
-__all__ = ["PIP_NAMES", "OptimizerUnavailable", "build_lr_scheduler", "build_optimizer", "optimizer_problem"]
+__all__ = [
+    "PIP_NAMES",
+    "OptimizerUnavailable",
+    "apply_settings",
+    "build_lr_scheduler",
+    "build_optimizer",
+    "optimizer_problem",
+    "schedule_settings",
+    "settings_of",
+]
 
 # importable package -> what to pip install
 PIP_NAMES = {"optimi": "torch-optimi", "bitsandbytes": "bitsandbytes", "prodigyopt": "prodigyopt"}
@@ -116,17 +125,81 @@ def build_optimizer(
     raise OptimizerUnavailable(f"optimizer {name!r} is declared but not built", "training.optimizer")
 
 
-def build_lr_scheduler(optimizer: torch.optim.Optimizer, project: Any, total_steps: int) -> Any:
-    """diffusers' schedule named by ``lr_scheduler`` with ``lr_warmup_steps`` of linear warmup.
+def build_lr_scheduler(optimizer: torch.optim.Optimizer, project: Any, total_steps: int, *, step: int = 0) -> Any:
+    """diffusers' schedule named by ``lr_scheduler`` with ``lr_warmup_steps`` of linear warmup,
+    standing at optimizer update ``step`` (0 for a fresh run, the checkpoint's on resume).
 
     ``total_steps`` counts optimizer updates (not micro-batches).
     """
     from diffusers.optimization import get_scheduler
 
     t = project.training
+    if step > 0:  # LambdaLR resumes from each group's initial_lr; it then steps once to `step`
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
     return get_scheduler(
         t.lr_scheduler,
         optimizer=optimizer,
         num_warmup_steps=int(t.lr_warmup_steps),
         num_training_steps=max(int(total_steps), 1),
+        last_epoch=step - 1,
     )
+
+
+# -- resuming with the current settings --------------------------------------------------------
+# A checkpoint's optimizer state carries the hyperparameters it was made with; loading it
+# would silently bring them back. A resumed run trains with the project as it is now: the
+# moments come from the checkpoint, the settings from the config.
+
+# param_group key -> the options it comes from (betas is a pair)
+_GROUP_KEYS = {
+    "lr": ("training.learning_rate",),
+    "betas": ("training.adam_beta1", "training.adam_beta2"),
+    "eps": ("training.adam_epsilon",),
+    "weight_decay": ("training.adam_weight_decay",),
+}
+
+
+def settings_of(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """The config-driven hyperparameters of each param group (base lr, not the scheduled one)."""
+    out = []
+    for group in optimizer.param_groups:
+        wanted = {k: group[k] for k in _GROUP_KEYS if k in group}
+        if "initial_lr" in group:
+            wanted["lr"] = group["initial_lr"]
+        out.append(wanted)
+    return out
+
+
+def apply_settings(optimizer: torch.optim.Optimizer, wanted: list[dict[str, Any]]) -> list[tuple[str, Any, Any]]:
+    """Put `wanted` (from settings_of on the freshly built optimizer) back after a checkpoint
+    was loaded into it. Returns (option, checkpoint's value, now) for what differed."""
+    changes: dict[str, tuple[Any, Any]] = {}
+    for group, want in zip(optimizer.param_groups, wanted):
+        for key, value in want.items():
+            old = group.get("initial_lr", group.get(key)) if key == "lr" else group.get(key)
+            for dotted, o, n in _expand(key, old, value):
+                if o != n:
+                    changes.setdefault(dotted, (o, n))
+            group[key] = tuple(value) if key == "betas" else value
+        if "lr" in want:
+            group["initial_lr"] = want["lr"]
+    return [(dotted, o, n) for dotted, (o, n) in changes.items()]
+
+
+def _expand(key: str, old: Any, new: Any) -> list[tuple[str, Any, Any]]:
+    names = _GROUP_KEYS[key]
+    if key == "betas":
+        old = tuple(old) if old is not None else (None, None)
+        return [(names[0], old[0], new[0]), (names[1], old[1], new[1])]
+    return [(names[0], old, new)]
+
+
+def schedule_settings(project: Any, total_steps: int) -> dict[str, Any]:
+    """What the lr schedule is built from; kept in checkpoints to tell what a resume changed."""
+    t = project.training
+    return {
+        "training.lr_scheduler": t.lr_scheduler,
+        "training.lr_warmup_steps": int(t.lr_warmup_steps),
+        "total_steps": int(total_steps),
+    }

@@ -1,0 +1,85 @@
+"""The trainer as a real process on tiny-random, under faults and changed settings (issue 10):
+a resume trains with the current config, disk-full and broken inputs end in clear lines."""
+
+from __future__ import annotations
+
+import pytest
+from trainer_support import check_well_formed, end_event, events, make_workspace, run_trainer
+
+from fluxtui.core import config
+
+pytest.importorskip("torch")
+pytestmark = pytest.mark.slow
+
+SHORT = {
+    "training.max_train_steps": 4,
+    "training.checkpointing_steps": 4,
+    "training.learning_rate": 1e-3,
+    "training.lr_scheduler": "constant",
+    "training.lr_warmup_steps": 0,
+    "training.optimizer": "torch-adamw",
+    "validation.validation_steps": 0,
+}
+
+
+@pytest.fixture
+def tiny_root(tmp_path_factory):
+    return tmp_path_factory.getbasetemp() / "tiny-models"
+
+
+def test_a_resumed_run_trains_with_the_current_settings(tmp_path, tiny_root):
+    import torch
+
+    ws = make_workspace(tmp_path / "ws", SHORT, tiny_root=tiny_root)
+    first = run_trainer(ws, "a")
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert {e["lr"] for e in events(ws, "a") if e["type"] == "step"} == {1e-3}
+
+    config.set_values(
+        ws / "project.toml",
+        {
+            "training.learning_rate": 1e-4,
+            "training.adam_beta1": 0.8,
+            "training.adam_weight_decay": 0.05,
+            "training.adam_epsilon": 1e-6,
+            "training.lr_scheduler": "linear",
+            "training.max_train_steps": 8,
+        },
+    )
+    second = run_trainer(ws, "b")
+    assert second.returncode == 0, second.stdout[-3000:]
+    evs = events(ws, "b")
+    check_well_formed(evs, "b")
+    assert evs[0]["resumed_from"] == 4 and end_event(evs)["status"] == "completed"
+    # the lr actually used: the new base lr on the new (linear) schedule at the resumed step
+    used = {e["step"]: e["lr"] for e in evs if e["type"] == "step"}
+    assert sorted(used) == [5, 6, 7, 8]
+    for step, lr in used.items():
+        assert lr == pytest.approx(1e-4 * (8 - step) / 8), (step, used)
+    said = [e["message"] for e in evs if e["type"] == "warning" and "changed setting" in e["message"]]
+    for line in (
+        "learning_rate 0.001 -> 0.0001 from step 4",
+        "adam_beta1 0.9 -> 0.8 from step 4",
+        "adam_weight_decay 0.01 -> 0.05 from step 4",
+        "adam_epsilon 1e-08 -> 1e-06 from step 4",
+        "lr_scheduler constant -> linear from step 4",
+        "total steps 4 -> 8 from step 4",
+    ):
+        assert any(line in m for m in said), (line, said)
+        assert line in second.stdout  # the human log (trainer.log under a supervisor)
+    # the optimizer that trained steps 5-8 held the new hyperparameters (and kept its moments)
+    state = torch.load(ws / "outputs" / "b" / "checkpoints" / "checkpoint-8" / "optimizer.pt", weights_only=False)
+    group = state["param_groups"][0]
+    assert tuple(group["betas"]) == (0.8, 0.999) and group["weight_decay"] == 0.05 and group["eps"] == 1e-6
+    assert group["initial_lr"] == 1e-4
+    assert all(int(s["step"]) == 8 for s in state["state"].values())  # moments carried on, not restarted
+
+
+def test_a_change_a_resume_cannot_absorb_is_refused_with_the_reason(tmp_path, tiny_root):
+    ws = make_workspace(tmp_path / "ws", SHORT, tiny_root=tiny_root)
+    assert run_trainer(ws, "a").returncode == 0
+    config.set_values(ws / "project.toml", {"lora.lora_rank": 4, "training.max_train_steps": 8})
+    refused = run_trainer(ws, "b", "--resume", "outputs/a/checkpoints/checkpoint-4")
+    assert refused.returncode == 1
+    error = end_event(events(ws, "b"))["error"]
+    assert "lora.lora_rank 16 -> 4" in error and "cannot absorb" in error, error
