@@ -47,3 +47,48 @@ def test_project_toml_that_is_a_folder_is_named_as_such(tmp_path):
         assert "is a folder" in text and "does not exist" not in text, (args, text)
         assert "project.toml/project.toml" not in text and "Traceback" not in text, (args, text)
     assert Path(ws / "project.toml").is_dir()
+
+
+def test_every_numeric_option_has_a_range_that_validate_enforces(tmp_path):
+    from fluxtui.core import generate, schema
+
+    numeric = [o for o in schema.OPTIONS if o.kind in ("int", "float", "auto_int", "int_list") and not o.choices]
+    assert numeric and all(o.min is not None and o.max is not None for o in numeric), [
+        o.dotted for o in numeric if o.min is None or o.max is None
+    ]
+    text = """
+[training]
+seed = 20000000000000
+max_train_steps = 99999999999999999999
+[validation]
+validation_resolution = ["64x64", "100000x100000"]
+[hardware]
+gpu_ids = [0, 5000]
+[[datasets]]
+id = "d"
+instance_data_dir = "datasets/d"
+resolution = 1e9
+"""
+    (tmp_path / "project.toml").write_text(text)
+    project, problems = config.load(tmp_path)
+    assert project is None
+    by_key = {p.key: p for p in problems}
+    for key in (
+        "training.seed",
+        "training.max_train_steps",
+        "validation.validation_resolution",
+        "hardware.gpu_ids",
+        "datasets[0].resolution",
+    ):
+        assert key in by_key, (key, [str(p) for p in problems])
+        assert by_key[key].line is not None and by_key[key].fix
+    assert "100000" in by_key["validation.validation_resolution"].message
+    assert "4294967295" in by_key["training.seed"].fix  # within what torch, numpy and random take
+    # the ranges are in the generated docs and JSON Schema
+    doc = generate.json_schema()
+    training = doc["properties"]["training"]["properties"]
+    assert training["seed"]["maximum"] == schema.MAX_SEED
+    assert training["max_train_steps"]["maximum"] == schema.MAX_STEPS
+    assert doc["properties"]["hardware"]["properties"]["gpu_ids"]["items"]["maximum"] == 1023
+    options_md = (generate.OPTIONS_DOC).read_text()
+    assert "each side, >= 16, <= 4096" in options_md and "<= 4294967295" in options_md

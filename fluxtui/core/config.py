@@ -316,6 +316,14 @@ def check_value(opt: Option, value: Any) -> tuple[Any, tuple[str, str] | None]:
             bad = [v for v in value if not re.fullmatch(r"\d+x\d+", v)]
             if bad:
                 return None, (f'"{bad[0]}" is not WIDTHxHEIGHT', 'e.g. ["1024x1024", "1280x768"]')
+        # the range applies to each item (for WxH strings: to each side)
+        numbers = [int(n) for v in value for n in v.split("x")] if item is str else value
+        outside = [n for n in numbers if _outside(opt, n)]
+        if outside:
+            return None, (
+                f"{outside[0]} is outside {_num(opt.min)}..{_num(opt.max)}",
+                f"use values from {_num(opt.min)} to {_num(opt.max)}",
+            )
         return value, None
     if kind == "prompts":
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
@@ -327,6 +335,10 @@ def check_value(opt: Option, value: Any) -> tuple[Any, tuple[str, str] | None]:
     if kind == "routes":
         return _check_routes(value)
     raise AssertionError(f"unknown kind {kind}")
+
+
+def _outside(opt: Option, n: float) -> bool:
+    return (opt.min is not None and n < opt.min) or (opt.max is not None and n > opt.max)
 
 
 def _check_routes(value: Any) -> tuple[Any, tuple[str, str] | None]:

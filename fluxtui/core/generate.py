@@ -29,6 +29,8 @@ def _constraint(o: Option) -> str:
         parts.append(f"<= {_fmt(o.max)}")
     if o.kind == "auto_int":
         parts.insert(0, '"auto" or an integer')
+    if parts and o.kind in ("int_list", "str_list"):
+        parts.insert(0, "each side" if o.key == "validation_resolution" else "each")
     return ", ".join(parts)
 
 
@@ -146,8 +148,9 @@ def _json_type(o: Option) -> dict:
         }
     else:
         raise AssertionError(kind)
-    if o.kind in ("int", "float", "auto_int"):
+    if o.kind in ("int", "float", "auto_int", "int_list"):
         target = s if "type" in s else s["oneOf"][0]
+        target = target["items"] if o.kind == "int_list" else target
         if o.min is not None:
             target["minimum"] = o.min
         if o.max is not None:

@@ -66,6 +66,13 @@ SECTIONS = {
 
 FLOW_SCHEDULE_SHIFT = 3.0  # what an empty flow_schedule_shift means (Flux's usual)
 
+# Ranges shared by several options. A seed feeds torch, numpy and random, and derived seeds
+# (seed * 1_000_003 + batch) must stay inside torch's 64 bits: 32-bit seeds do.
+MAX_SEED = 2**32 - 1
+MAX_STEPS = 100_000_000
+MAX_IMAGE_SIDE = 8192.0  # a training target: Flux was trained up to ~2 MP
+MAX_SOURCE_SIDE = 65536.0  # a source image (photos and scans can be very large)
+
 # Sections whose options a resumed run can absorb unless an option says otherwise.
 _RESUME_SAFE_SECTIONS = {"training", "validation", "logging", "hub", "text_embeds", "project"}
 
@@ -219,6 +226,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "LoRA alpha; empty means the same as lora_rank (scale 1.0).",
         min=0.0,
+        max=8192.0,
         example=16,
     ),
     _o("lora", "lora_dropout", "float", 0.0, "Dropout on the LoRA path.", min=0.0, max=1.0),
@@ -283,6 +291,7 @@ OPTIONS: tuple[Option, ...] = (
         1000,
         "Optimizer updates to run; 0 means use num_train_epochs.",
         min=0,
+        max=MAX_STEPS,
     ),
     _o(
         "training",
@@ -291,6 +300,7 @@ OPTIONS: tuple[Option, ...] = (
         0,
         "Epochs to run when max_train_steps is 0.",
         min=0,
+        max=100_000,
     ),
     _o(
         "training",
@@ -302,9 +312,17 @@ OPTIONS: tuple[Option, ...] = (
         max=1.0,
     ),
     _o("training", "lr_scheduler", "str", "constant_with_warmup", "Learning-rate schedule.", choices=LR_SCHEDULERS),
-    _o("training", "lr_warmup_steps", "int", 100, "Steps of linear warmup.", min=0),
-    _o("training", "max_grad_norm", "float", 1.0, "Clip gradients to this norm; 0 turns clipping off.", min=0.0),
-    _o("training", "seed", "int", 42, "Random seed for data order, noise and timesteps.", min=0),
+    _o("training", "lr_warmup_steps", "int", 100, "Steps of linear warmup.", min=0, max=MAX_STEPS),
+    _o(
+        "training",
+        "max_grad_norm",
+        "float",
+        1.0,
+        "Clip gradients to this norm; 0 turns clipping off.",
+        min=0.0,
+        max=10_000.0,
+    ),
+    _o("training", "seed", "int", 42, "Random seed for data order, noise and timesteps.", min=0, max=MAX_SEED),
     _o(
         "training",
         "mixed_precision",
@@ -342,7 +360,7 @@ OPTIONS: tuple[Option, ...] = (
     _o("training", "adam_beta1", "float", 0.9, "First moment decay.", min=0.0, max=1.0),
     _o("training", "adam_beta2", "float", 0.999, "Second moment decay.", min=0.0, max=1.0),
     _o("training", "adam_weight_decay", "float", 1e-2, "Decoupled weight decay.", min=0.0, max=1.0),
-    _o("training", "adam_epsilon", "float", 1e-8, "Numerical epsilon of Adam-style optimizers.", min=0.0),
+    _o("training", "adam_epsilon", "float", 1e-8, "Numerical epsilon of Adam-style optimizers.", min=0.0, max=1.0),
     _o(
         "training",
         "flow_schedule_shift",
@@ -426,6 +444,7 @@ OPTIONS: tuple[Option, ...] = (
         500,
         "Save a resumable checkpoint every n steps; 0 means only at the end.",
         min=0,
+        max=MAX_STEPS,
     ),
     _o(
         "training",
@@ -434,6 +453,7 @@ OPTIONS: tuple[Option, ...] = (
         3,
         "Keep at most this many checkpoints (oldest removed first); 0 keeps all.",
         min=0,
+        max=100_000,
     ),
     _o(
         "training",
@@ -457,13 +477,16 @@ OPTIONS: tuple[Option, ...] = (
         100,
         "Make validation images every n steps; 0 turns validation off.",
         min=0,
+        max=MAX_STEPS,
     ),
     _o(
         "validation",
         "validation_resolution",
         "str_list",
         ["1024x1024"],
-        'Sizes to render, as "WxH" strings.',
+        'Sizes to render, as "WxH" strings; each side in pixels.',
+        min=16,
+        max=4096,
     ),
     _o(
         "validation",
@@ -500,7 +523,7 @@ OPTIONS: tuple[Option, ...] = (
         min=1,
         max=200,
     ),
-    _o("validation", "validation_seed", "int", 42, "Seed of the validation noise.", min=0),
+    _o("validation", "validation_seed", "int", 42, "Seed of the validation noise.", min=0, max=MAX_SEED),
     _o(
         "validation",
         "prompts",
@@ -540,6 +563,7 @@ OPTIONS: tuple[Option, ...] = (
         1,
         "Blocks moved together (block_level only).",
         min=1,
+        max=57,
     ),
     _o(
         "memory",
@@ -580,10 +604,21 @@ OPTIONS: tuple[Option, ...] = (
         "int_list",
         [],
         "GPUs to use (sets CUDA_VISIBLE_DEVICES); empty means all.",
+        min=0,
+        max=1023,
         resume_safe=False,
     ),
-    _o("hardware", "num_machines", "int", 1, "Machines taking part.", min=1, resume_safe=False),
-    _o("hardware", "machine_rank", "int", 0, "This machine's rank (0 is the main one).", min=0, resume_safe=False),
+    _o("hardware", "num_machines", "int", 1, "Machines taking part.", min=1, max=1024, resume_safe=False),
+    _o(
+        "hardware",
+        "machine_rank",
+        "int",
+        0,
+        "This machine's rank (0 is the main one).",
+        min=0,
+        max=1023,
+        resume_safe=False,
+    ),
     _o(
         "hardware",
         "main_process_ip",
@@ -641,6 +676,7 @@ OPTIONS: tuple[Option, ...] = (
         128,
         "Captions encoded per batch while caching.",
         min=1,
+        max=4096,
     ),
     # -- datasets (one table per entry) ----------------------------------------------------
     _o(
@@ -669,6 +705,7 @@ OPTIONS: tuple[Option, ...] = (
         1024,
         "Target size; its meaning depends on resolution_type.",
         min=0.0,
+        max=MAX_IMAGE_SIDE,
         resume_safe=False,
     ),
     _o(
@@ -706,6 +743,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "Leave out smaller images (same unit as resolution); they are listed and counted.",
         min=0.0,
+        max=MAX_SOURCE_SIDE,
         example=512,
         resume_safe=False,
     ),
@@ -716,6 +754,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "Images larger than this are first downsampled to target_downsample_size.",
         min=0.0,
+        max=MAX_SOURCE_SIDE,
         example=2048,
         resume_safe=False,
     ),
@@ -726,6 +765,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "Size that images above maximum_image_size are downsampled to.",
         min=0.0,
+        max=MAX_SOURCE_SIDE,
         example=1536,
         resume_safe=False,
     ),
@@ -754,6 +794,7 @@ OPTIONS: tuple[Option, ...] = (
         0,
         "Extra passes over this dataset per epoch (0 = seen once).",
         min=0,
+        max=100_000,
         resume_safe=False,
     ),
     _o(
@@ -763,6 +804,7 @@ OPTIONS: tuple[Option, ...] = (
         1.0,
         "Relative chance that a batch comes from this dataset.",
         min=0.0,
+        max=1000.0,
         resume_safe=False,
     ),
     _o(
