@@ -92,3 +92,28 @@ resolution = 1e9
     assert doc["properties"]["hardware"]["properties"]["gpu_ids"]["items"]["maximum"] == 1023
     options_md = (generate.OPTIONS_DOC).read_text()
     assert "each side, >= 16, <= 4096" in options_md and "<= 4294967295" in options_md
+
+
+def test_captions_decode_utf8_bom_and_utf16_and_name_the_line_otherwise(demo_workspace):
+    from fluxtui.core import datasets
+
+    shapes = demo_workspace / "datasets" / "shapes"
+    captions = sorted(shapes.glob("*.txt"))
+    captions[0].write_bytes("\ufeffa café on a blue background\n".encode())  # UTF-8 with BOM
+    captions[1].write_bytes("a naïve circle\nsecond line\n".encode("utf-16"))  # UTF-16 with its BOM
+    captions[2].write_bytes("first line\na crème circle\n".encode("latin-1"))  # neither: reported
+    project, _ = config.load(demo_workspace)
+    report = datasets.scan_dataset(project, 0)
+    by_stem = {i.path.stem: i.captions for i in report.images}
+    assert by_stem[captions[0].stem] == ("a café on a blue background",)
+    assert by_stem[captions[1].stem] == ("a naïve circle", "second line")
+    assert captions[2].stem not in by_stem  # never trained on a mangled caption
+    assert not any("\ufffd" in c for cs in by_stem.values() for c in cs)
+    skipped = {s.path.stem: s.reason for s in report.skipped}
+    reason = skipped[captions[2].stem]
+    assert f"{captions[2].name} line 2 is not valid UTF-8 (byte 0xe8)" in reason, reason
+    assert any(captions[2].name in p.message and "line 2" in p.message for p in report.problems)
+    # the CLI says so too, and a second (cached) scan still does
+    for _ in range(2):
+        done = run_cli("validate", str(demo_workspace))
+        assert f"{captions[2].name} line 2 is not valid UTF-8" in done.stdout, done.stdout

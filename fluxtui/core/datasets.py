@@ -8,6 +8,7 @@ these reports, so what `fluxtui validate` counts is what training uses.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import json
 import math
@@ -366,7 +367,35 @@ class _Cache:
             pass  # a read-only workspace scans cold every time; nothing breaks
 
 
+class CaptionUnreadable(ValueError):
+    """A caption file that is neither UTF-8 nor UTF-16/32 with a BOM; the message names the
+    file's line and the byte, so nothing is trained on a mangled caption."""
+
+
+def decode_caption(raw: bytes, name: str) -> str:
+    """Caption bytes as text: UTF-8 (a BOM allowed), UTF-16/32 when a BOM says so; else
+    CaptionUnreadable naming `name`, the line and the byte (never a silent U+FFFD)."""
+    boms = (
+        (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16: its BOM starts the same way
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    )
+    encoding = next((enc for bom, enc in boms if raw.startswith(bom)), "utf-8")
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].decode(encoding, errors="replace").count("\n") + 1
+        label = "UTF-8" if encoding in ("utf-8", "utf-8-sig") else encoding.upper()
+        raise CaptionUnreadable(
+            f"unreadable caption: {name} line {line} is not valid {label} (byte 0x{raw[e.start]:02x}); "
+            "save it as UTF-8 (or UTF-16 with a BOM)"
+        ) from None
+
+
 def _read_captions(path: Path) -> tuple[str, ...]:
+    """One caption per non-empty line; CaptionUnreadable when the text cannot be decoded."""
     try:
         fd = os.open(path, os.O_RDONLY)  # cheaper than open() for thousands of small files
         try:
@@ -377,7 +406,7 @@ def _read_captions(path: Path) -> tuple[str, ...]:
             os.close(fd)
     except OSError:
         return ()
-    text = b"".join(chunks).decode("utf-8-sig", errors="replace")
+    text = decode_caption(b"".join(chunks), path.name)
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
@@ -447,7 +476,11 @@ def scan_dataset(project: Project, index: int, *, cache: bool = True) -> Dataset
             report.skipped.append(SkippedFile(e.path, reason))
             continue
         path = e.path
-        captions = _captions(ds, e.stem, listing, store)
+        try:
+            captions = _captions(ds, e.stem, listing, store)
+        except CaptionUnreadable as exc:  # listed with the reason; trained on, it would be garbage
+            report.skipped.append(SkippedFile(e.path, str(exc)))
+            continue
         if not captions:
             report.uncaptioned.append(path)
             captions = (_filename_caption(e.stem),)
