@@ -83,3 +83,60 @@ def test_a_change_a_resume_cannot_absorb_is_refused_with_the_reason(tmp_path, ti
     assert refused.returncode == 1
     error = end_event(events(ws, "b"))["error"]
     assert "lora.lora_rank 16 -> 4" in error and "cannot absorb" in error, error
+
+
+def _damaged_images(shapes):
+    """A baseline JPEG cut in half with its end marker appended, and a PNG whose pixel-data
+    chunk fails its CRC: both pass the header scan; only a checked decode finds them."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    src = sorted(shapes.glob("*.png"))
+    with Image.open(src[0]) as im:
+        buf = io.BytesIO()
+        im.convert("RGB").resize((256, 256)).save(buf, "JPEG", quality=95)
+    jpeg = buf.getvalue()
+    cut = shapes / "cut-in-half.jpg"
+    cut.write_bytes(jpeg[: len(jpeg) // 2] + b"\xff\xd9")
+    cut.with_suffix(".txt").write_text("a cut picture\n")
+    raw = bytearray(src[1].read_bytes())
+    pos = 8
+    while pos < len(raw):
+        (length,) = struct.unpack(">I", raw[pos : pos + 4])
+        if raw[pos + 4 : pos + 8] == b"IDAT":
+            raw[pos + 8 + length] ^= 0xFF  # the chunk's CRC no longer matches its data
+            break
+        pos += 12 + length
+    bad_png = shapes / "bad-crc.png"
+    bad_png.write_bytes(bytes(raw))
+    bad_png.with_suffix(".txt").write_text("a damaged picture\n")
+    return cut, bad_png
+
+
+def test_damaged_images_are_left_out_with_a_warning_naming_them(tmp_path, tiny_root):
+    from fluxtui.core import datasets
+    from fluxtui.trainer import data
+
+    ws = make_workspace(tmp_path / "ws", {**SHORT, "training.max_train_steps": 2}, tiny_root=tiny_root)
+    shapes = ws / "datasets" / "shapes"
+    cut, bad_png = _damaged_images(shapes)
+    project, _ = config.load(ws)
+    scanned = {i.path.name for i in datasets.scan_dataset(project, 0).images}
+    assert {cut.name, bad_png.name} <= scanned  # the header scan cannot tell
+    for path in (cut, bad_png):
+        with pytest.raises((ValueError, OSError, SyntaxError)):
+            data.load_rgb(path)
+    data.load_rgb(sorted(shapes.glob("0*.png"))[0])  # an intact one decodes
+
+    done = run_trainer(ws, "r")
+    assert done.returncode == 0, done.stdout[-3000:]
+    evs = events(ws, "r")
+    check_well_formed(evs, "r")
+    warnings = [e["message"] for e in evs if e["type"] == "warning"]
+    assert any(cut.name in m and "truncated JPEG" in m and "left out" in m for m in warnings), warnings
+    assert any(bad_png.name in m and "left out" in m for m in warnings), warnings
+    cache = ws / "cache" / "vae" / "shapes"
+    cached = {p.name.split("-")[0] for p in cache.glob("*.safetensors")}
+    assert "cut" not in cached and "bad" not in cached and len(list(cache.glob("*.safetensors"))) == 24

@@ -184,16 +184,51 @@ def downsample_size(w: int, h: int, ds: Any) -> tuple[int, int] | None:
 
 
 def load_rgb(path: Path, shrink_to: tuple[int, int] | None = None) -> Any:
-    """A PIL RGB image with EXIF orientation applied (ValueError/OSError when unreadable),
-    first shrunk to `shrink_to` when given (a two-stage resize keeps big images sharp)."""
+    """A PIL RGB image with EXIF orientation applied (ValueError/OSError when unreadable or
+    damaged, see check_integrity), first shrunk to `shrink_to` when given (a two-stage
+    resize keeps big images sharp)."""
     from PIL import Image, ImageOps
 
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
+    with Image.open(path) as src:
+        if src.format == "PNG":  # chunk CRCs: decoding alone does not check them
+            with Image.open(path) as whole:
+                whole.verify()
+        src.load()
+        check_integrity(path, src)
+        im = ImageOps.exif_transpose(src)
         im = im.convert("RGB")
     if shrink_to is not None:
         im = im.resize(shrink_to, Image.Resampling.LANCZOS)
     return im
+
+
+def check_integrity(path: Path, im: Any) -> None:
+    """ValueError for a JPEG cut short with an end marker appended: libjpeg fills what is
+    missing with flat grey (128) and says nothing, so the bottom rows would train as grey.
+    A flat-grey last row is the hint; decoding again without the end marker proves it (a
+    complete baseline file decodes fine without it, a cut one reports truncation). Progressive
+    files are not checked: a cut one decodes blurred, and the proof does not hold for them."""
+    if im.format != "JPEG" or im.mode not in ("RGB", "L") or im.info.get("progressive") or im.info.get("progression"):
+        return
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    last = np.asarray(im.crop((0, im.height - 1, im.width, im.height)))
+    if not (last == 128).all():
+        return
+    raw = Path(path).read_bytes()
+    end = raw.rfind(b"\xff\xd9")
+    try:
+        with Image.open(io.BytesIO(raw[: end if end > 0 else len(raw)])) as again:
+            again.load()
+    except OSError as exc:
+        if "truncated" in str(exc) and "(0 bytes" not in str(exc):
+            raise ValueError(
+                "truncated JPEG: its image data ends early (an end marker follows the cut), "
+                "so the bottom decodes as flat grey; re-export or remove the file"
+            ) from None
 
 
 def apply_geometry(im: Any, geo: Geometry, resample: Any = None) -> Any:
