@@ -319,3 +319,49 @@ def test_lock_is_reentrant_and_ignores_recycled_pids(tmp_path):
     f.write_text(json.dumps(vars(info)))
     assert lock.holder(f) is None
     assert lock.release(f) and not f.exists()
+
+
+def test_run_json_left_running_by_a_killed_supervisor_is_repaired_on_the_next_read(ws, monkeypatch):
+    monkeypatch.setenv("FAKE_STEP_S", "0.05")
+    config.set_values(ws.project_file, {"training.max_train_steps": 100000})
+    info = runs.start_run(ws, detach=True)
+    _wait_for(lambda: runs.get_run(ws, info.run_id).step, what="a step")
+    os.kill(info.supervisor_pid, signal.SIGKILL)
+    os.kill(info.pid, signal.SIGKILL)
+    _wait_for(lambda: not lock.pid_alive(info.pid) and not lock.pid_alive(info.supervisor_pid), what="both gone")
+    assert supervise.read_record(info.dir)["status"] == "running"  # what the dead left behind
+    assert runs.get_run(ws, info.run_id).status == "crashed"
+    record = supervise.read_record(info.dir)
+    assert record["status"] == "crashed" and record["ended"] and "no exit status" in record["exit_detail"]
+    assert "reconciled" in record["repaired"]
+
+
+def test_a_supervisor_that_cannot_write_still_releases_the_lock_and_the_record_is_repaired(
+    demo_workspace, tmp_path, monkeypatch
+):
+    """Disk full while the supervisor records the exit: it must not die on its own write."""
+    import shutil as sh
+
+    from fault_support import fill, small_disk
+
+    with small_disk(tmp_path / "disk", "32m") as disk:
+        sh.copytree(demo_workspace, disk / "ws")
+        (tmp_path / "fake").mkdir()
+        (tmp_path / "fake" / "fake_trainer.py").write_text(FAKE_TRAINER)
+        monkeypatch.setenv(TRAINER_ENV, "fake_trainer")
+        monkeypatch.setenv(
+            "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path / "fake"), os.environ.get("PYTHONPATH")]))
+        )
+        monkeypatch.setenv("FAKE_STEP_S", "0.05")
+        w = workspace.Workspace.at(disk / "ws")
+        config.set_values(w.project_file, {"training.max_train_steps": 100000, "hardware.num_processes": 1})
+        info = runs.start_run(w, detach=True)
+        _wait_for(lambda: runs.get_run(w, info.run_id).step, what="a step")
+        filler = fill(disk)
+        os.kill(info.pid, signal.SIGKILL)  # the supervisor now records the exit on a full disk
+        _wait_for(lambda: not lock.pid_alive(info.supervisor_pid), what="the supervisor to finish")
+        assert lock.holder(w.lock_file) is None and not w.lock_file.exists()  # released all the same
+        assert supervise.read_record(info.dir)["status"] == "running"  # its write failed
+        filler.unlink()
+        assert runs.get_run(w, info.run_id).status == "crashed"
+        assert supervise.read_record(info.dir)["status"] == "crashed"  # repaired on this read

@@ -246,6 +246,8 @@ def get_run(ws, run_id: str) -> RunInfo:
         info.last_checkpoint = str(run_dir / s.checkpoint["path"])  # stays as it is when absolute
     info.total_steps = s.train_total or _total_from_config(run_dir, record)
 
+    trainer_alive = pid_alive(info.pid, record.get("pid_start"))
+    supervisor_alive = pid_alive(record.get("supervisor_pid"), record.get("supervisor_pid_start"))
     if s.end is not None:
         info.status = s.end.get("status") if s.end.get("status") in FINAL else "failed"
         info.error = s.end.get("error") or None
@@ -253,11 +255,11 @@ def get_run(ws, run_id: str) -> RunInfo:
         if s.end.get("step") is not None:
             info.step = s.end.get("step")
         info.ended = info.ended or s.end.get("t")
+        if record and record.get("status") not in FINAL and not trainer_alive and not supervisor_alive:
+            _repair_record(run_dir, info)
         return info
     if info.status in FINAL:  # the supervisor recorded the exit (a crash: no run.end)
         return info
-    trainer_alive = pid_alive(info.pid, record.get("pid_start"))
-    supervisor_alive = pid_alive(record.get("supervisor_pid"), record.get("supervisor_pid_start"))
     if trainer_alive or (info.pid is None and supervisor_alive):
         info.status = "running" if (s.start or s.last_step) else "starting"
         return info
@@ -272,7 +274,25 @@ def get_run(ws, run_id: str) -> RunInfo:
             "the trainer is gone without run.end and no exit status was recorded "
             "(its supervisor was killed too, or the machine restarted) — see trainer.log"
         )
+    if record and not supervisor_alive:
+        _repair_record(run_dir, info)
     return info
+
+
+def _repair_record(run_dir: Path, info: RunInfo) -> None:
+    """run.json is the record: when every process of the run is gone and it still says
+    starting/running (the supervisor was killed, or could not write), write what the events
+    and the process table say. A read-only or full disk leaves it for a later read."""
+    try:
+        supervise.update_record(
+            run_dir,
+            status=info.status,
+            ended=info.ended or time.time(),
+            exit_detail=info.exit_detail,
+            repaired=f"status reconciled by a later read ({time.strftime('%Y-%m-%d %H:%M:%S')})",
+        )
+    except OSError:
+        pass
 
 
 def _run_ids(ws: Workspace) -> list[str]:

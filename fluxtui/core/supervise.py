@@ -71,7 +71,7 @@ def spawn(run_dir: Path) -> subprocess.Popen:
             start_new_session=True,
             close_fds=True,
         )
-    update_record(
+    _try_update(
         run_dir,
         pid=proc.pid,
         pid_start=lock.process_start_time(proc.pid),
@@ -80,6 +80,17 @@ def spawn(run_dir: Path) -> subprocess.Popen:
         supervisor_pid_start=lock.process_start_time(os.getpid()),
     )
     return proc
+
+
+def _try_update(run_dir: Path, **changes) -> dict:
+    """update_record that survives a full or read-only disk: the supervisor keeps waiting and
+    releases the lock; the next read of the run (core.runs.get_run) repairs run.json."""
+    try:
+        return update_record(run_dir, **changes)
+    except OSError as e:
+        why = e.strerror or str(e)
+        print(f"fluxtui supervisor: cannot write {Path(run_dir) / RUN_FILE}: {why}", file=sys.stderr, flush=True)
+        return {**read_record(run_dir), **changes}
 
 
 def wait_and_record(run_dir: Path, proc: subprocess.Popen, *, lock_file: Path | None = None) -> dict:
@@ -104,9 +115,12 @@ def record_exit(run_dir: Path, returncode: int, *, lock_file: Path | None = None
     else:
         changes["status"] = "crashed"
         changes["exit_detail"] = exit_detail(returncode, run_dir, pid)
-    record = update_record(run_dir, **changes)
+    record = _try_update(run_dir, **changes)
     if lock_file is not None:
-        lock.release(lock_file, run_id=record.get("run_id"))
+        try:
+            lock.release(lock_file, run_id=record.get("run_id"))
+        except OSError as e:  # left stale: the next run takes it over
+            print(f"fluxtui supervisor: cannot release {lock_file}: {e.strerror or e}", file=sys.stderr, flush=True)
     return record
 
 
@@ -216,10 +230,13 @@ def main(argv: list[str] | None = None) -> int:
         proc = spawn(run_dir)
     except Exception as e:
         print(f"fluxtui supervisor: cannot start the trainer: {e}", file=sys.stderr, flush=True)
-        update_record(run_dir, status="crashed", exit_detail=f"could not start the trainer: {e}", ended=time.time())
+        _try_update(run_dir, status="crashed", exit_detail=f"could not start the trainer: {e}", ended=time.time())
         lock.release(ws.lock_file, run_id=run_id)
         return 1
-    lock.update(ws.lock_file, expect_pid=os.getpid(), trainer_pid=proc.pid)
+    try:
+        lock.update(ws.lock_file, expect_pid=os.getpid(), trainer_pid=proc.pid)
+    except OSError as e:  # the lock still names this supervisor, which lives until the trainer ends
+        print(f"fluxtui supervisor: cannot update {ws.lock_file}: {e.strerror or e}", file=sys.stderr, flush=True)
     record = wait_and_record(run_dir, proc, lock_file=ws.lock_file)
     return 0 if record.get("status") in ("completed", "stopped") else 1
 
