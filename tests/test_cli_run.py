@@ -286,3 +286,32 @@ def test_two_process_cpu_run_from_hardware(demo):
     start = next(e for e in ev.read_all(run.events_path) if e["type"] == "run.start")
     assert start["world_size"] == 2
     assert "2 process(es)" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_stops_at_once_and_the_record_says_so(demo, tmp_path):
+    """The first Ctrl+C asks for a checkpoint; the second, while it is being written, must
+    stop now, and run.json, status and the last line must all tell that story."""
+    config.set_values(demo / "project.toml", {"training.max_train_steps": LONG})
+    env = trainer_env({"FLUXTUI_TEST_PAUSE_CHECKPOINT_AT": "*"})  # every checkpoint write takes a minute
+    proc = cli_popen("run", demo, "--every", "1", out=tmp_path / "run.out", env=env)
+    run_id = wait_for(lambda: (run_ids(demo) or [None])[0], timeout=60, proc=proc, what="the run folder")
+    wait_steps(demo, run_id, 2, proc=proc)
+    proc.send_signal(signal.SIGINT)
+    ckpts = demo / "outputs" / run_id / "checkpoints"
+    wait_for(
+        lambda: list(ckpts.glob(".tmp-checkpoint-*/optimizer.pt")), proc=proc, timeout=120, what="a checkpoint write"
+    )
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=45) == 130  # well before the held write would have finished
+    out = (tmp_path / "run.out").read_text()
+    assert "stopping at once, without a checkpoint" in out
+    info = runs.get_run(demo, run_id)
+    assert info.status == "stopped" and "at once, without a checkpoint" in info.error
+    assert info.exit_code == 130 and info.exit_detail is None  # nothing says it died before run.end
+    record = json.loads((demo / "outputs" / run_id / "run.json").read_text())
+    assert record["status"] == "stopped" and record["exit_detail"] is None
+    assert f"stopped at step {info.step}: " in out and "; checkpoint" not in out
+    assert not [p for p in ckpts.iterdir() if not p.name.startswith(".")]  # no checkpoint claimed
+    text = cli("status", demo).stdout
+    assert "before it could write run.end" not in text

@@ -365,3 +365,18 @@ def test_a_supervisor_that_cannot_write_still_releases_the_lock_and_the_record_i
         filler.unlink()
         assert runs.get_run(w, info.run_id).status == "crashed"
         assert supervise.read_record(info.dir)["status"] == "crashed"  # repaired on this read
+
+
+def test_a_signal_after_run_end_is_recorded_as_such(tmp_path):
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    supervise.write_record(run_dir, {"run_id": "r", "status": "running", "pid": None})
+    (run_dir / "events.jsonl").write_text(
+        json.dumps({"t": 1.0, "type": "run.end", "run": "r", "status": "stopped", "step": 5, "error": None}) + "\n"
+    )
+    record = supervise.record_exit(run_dir, -signal.SIGTERM)
+    assert record["status"] == "stopped" and record["signal"] == "SIGTERM"
+    assert "after it had written run.end" in record["exit_detail"]
+    assert "before it could write run.end" not in record["exit_detail"]
+    # a second signal's exit (130) after its own run.end is what it says: no news
+    assert supervise.record_exit(run_dir, 130)["exit_detail"] is None

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from fluxtui.core import events as ev
-from fluxtui.core import gpu, lock, runs
+from fluxtui.core import gpu, lock, runs, supervise
 from fluxtui.core.problems import ConfigError, has_errors
 from fluxtui.core.workspace import Workspace
 
@@ -209,12 +209,17 @@ class Foreground:
             self.display.note("killing the trainer (SIGKILL)")
             runs.kill_run(self.info)
             return True
-        self.display.note("stopping at once (Ctrl+C again to kill)")
+        if supervise.last_run_end(self.info.events_path) is not None:
+            self.display.note("the trainer has already ended its run; it is exiting (Ctrl+C again to kill)")
+            return True
+        self.display.note("stopping at once, without a checkpoint (Ctrl+C again to kill)")
         if self.info.pid:
-            # the trainer leaves at once on its second signal
-            for _ in range(1 if self.term_sent else 2):
+            # The trainer leaves at once on its second signal. Two different ones: two of the
+            # same kind can reach Python as one while it is busy in native code.
+            if not self.term_sent:
                 _kill(self.info.pid, signal.SIGTERM)
-                time.sleep(0.2)
+            _kill(self.info.pid, signal.SIGINT)
+            self.term_sent = True
         return True
 
     def _request_stop(self, grace: float) -> None:
@@ -473,6 +478,9 @@ def _end_line(info: runs.RunInfo) -> str:
         lora = info.dir / "lora"
         return f"completed{step}; LoRA in {lora}"
     if info.status == "stopped":
+        if info.error:  # stopped at once: no checkpoint of this step
+            earlier = f" (last checkpoint {info.last_checkpoint})" if info.last_checkpoint else ""
+            return f"stopped{step}: {info.error}{earlier}"
         ckpt = f"; checkpoint {info.last_checkpoint}" if info.last_checkpoint else ""
         return f"stopped{step}{ckpt}"
     if info.status == "failed":

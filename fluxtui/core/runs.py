@@ -255,7 +255,7 @@ def get_run(ws, run_id: str) -> RunInfo:
         if s.end.get("step") is not None:
             info.step = s.end.get("step")
         info.ended = info.ended or s.end.get("t")
-        if record and record.get("status") not in FINAL and not trainer_alive and not supervisor_alive:
+        if _orphaned(record, trainer_alive, supervisor_alive):
             _repair_record(run_dir, info)
         return info
     if info.status in FINAL:  # the supervisor recorded the exit (a crash: no run.end)
@@ -274,9 +274,20 @@ def get_run(ws, run_id: str) -> RunInfo:
             "the trainer is gone without run.end and no exit status was recorded "
             "(its supervisor was killed too, or the machine restarted) — see trainer.log"
         )
-    if record and not supervisor_alive:
+    if _orphaned(record, trainer_alive, supervisor_alive):
         _repair_record(run_dir, info)
     return info
+
+
+def _orphaned(record: dict, trainer_alive: bool, supervisor_alive: bool) -> bool:
+    """run.json says starting/running, but the supervisor that would record the end is gone
+    (only once one was recorded: before that, start_run itself is still writing)."""
+    return (
+        record.get("status") not in FINAL
+        and bool(record.get("supervisor_pid"))
+        and not trainer_alive
+        and not supervisor_alive
+    )
 
 
 def _repair_record(run_dir: Path, info: RunInfo) -> None:

@@ -110,8 +110,10 @@ def record_exit(run_dir: Path, returncode: int, *, lock_file: Path | None = None
     }
     if end is not None:
         changes["status"] = end.get("status") if end.get("status") in FINAL else "failed"
-        # the trainer exits 0 (completed, stopped) or 1 (failed); anything else is news
-        changes["exit_detail"] = None if returncode in (0, 1) else exit_detail(returncode, run_dir, pid)
+        # the trainer exits 0 (completed, stopped), 1 (failed) or EXIT_NOW_CODE (stopped at
+        # once on a second signal, which its run.end says); anything else is news
+        expected = returncode in (0, 1) or (returncode == EXIT_NOW_CODE and end.get("status") == "stopped")
+        changes["exit_detail"] = None if expected else exit_detail_after_end(returncode)
     else:
         changes["status"] = "crashed"
         changes["exit_detail"] = exit_detail(returncode, run_dir, pid)
@@ -157,6 +159,14 @@ def signal_name(sig: int) -> str:
 
 
 OOM_HINT = "often the kernel's OOM killer: check `dmesg` and system RAM"
+EXIT_NOW_CODE = 130  # trainer/control.py: a second SIGTERM/SIGINT, after writing run.end
+
+
+def exit_detail_after_end(returncode: int) -> str:
+    """A sentence for a trainer that wrote run.end and then ended unusually."""
+    if returncode < 0:
+        return f"ended by {signal_name(-returncode)} after it had written run.end (while exiting)"
+    return f"exited with code {returncode} after it had written run.end"
 
 
 def exit_detail(returncode: int, run_dir: Path | None = None, pid: int | None = None) -> str:

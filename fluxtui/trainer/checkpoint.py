@@ -29,7 +29,7 @@ OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
 RNG_FILE = "rng.pt"
 
-# Tests set this to a step number: that checkpoint is held half-written for a minute, long
+# Tests set this to a step number (or "*": every one): that checkpoint is held half-written for a minute, long
 # enough to kill the process in the middle of the write.
 _PAUSE_ENV = "FLUXTUI_TEST_PAUSE_CHECKPOINT_AT"
 # ... and this one holds a pruned checkpoint renamed but not yet deleted (a crash mid-prune).
@@ -72,7 +72,7 @@ def save(
     torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
     torch.save(lr_scheduler.state_dict(), tmp / SCHEDULER_FILE)
     torch.save(rng_states(), tmp / RNG_FILE)
-    if os.environ.get(_PAUSE_ENV) == str(step):
+    if os.environ.get(_PAUSE_ENV) in (str(step), "*"):
         time.sleep(60)
     info = {"step": step, "created": time.time(), **meta}
     (tmp / META_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")

@@ -11,14 +11,19 @@ requests across ranks (a max all-reduce), so all ranks stop or checkpoint at the
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from fluxtui.core.supervise import EXIT_NOW_CODE  # the supervisor reads this exit code too
+
+__all__ = ["CONTROL_DIR", "EXIT_NOW_CODE", "REQUESTS", "Control", "leave"]
+
 CONTROL_DIR = "control"
 REQUESTS = ("stop", "checkpoint", "validate")
-EXIT_NOW_CODE = 130
 
 
 class Control:
@@ -74,6 +79,26 @@ class Control:
         if world_size > 1:
             wanted = _agree(wanted, device)
         return {name for name, on in wanted.items() if on}
+
+
+def leave(code: int) -> None:
+    """Exit after run.end was written. A signal from now on only means "leave sooner": it
+    exits with the run's own status instead of killing the process by default (which would
+    put "killed by SIGTERM" next to a complete run.end). Module teardown is skipped, so
+    Python never restores the default handlers while torch unloads."""
+
+    def now(signum: int, frame: object) -> None:
+        os._exit(code)
+
+    signal.signal(signal.SIGTERM, now)
+    signal.signal(signal.SIGINT, now)
+    atexit._run_exitfuncs()  # trackers, logging: what a normal exit would run
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _agree(wanted: dict[str, bool], device: object) -> dict[str, bool]:
