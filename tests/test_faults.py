@@ -117,3 +117,36 @@ def test_captions_decode_utf8_bom_and_utf16_and_name_the_line_otherwise(demo_wor
     for _ in range(2):
         done = run_cli("validate", str(demo_workspace))
         assert f"{captions[2].name} line 2 is not valid UTF-8" in done.stdout, done.stdout
+
+
+def test_read_only_workspace_is_one_clear_line_in_run_and_validate(demo_workspace, tmp_path):
+    from fault_support import read_only_view
+
+    with read_only_view(demo_workspace, tmp_path / "ro") as ro:
+        for args in (["run", str(ro)], ["run", str(ro), "--detach"], ["validate", str(ro)]):
+            done = run_cli(*args)
+            text = done.stdout + done.stderr
+            assert done.returncode == 2, (args, text)
+            assert "read-only file system" in text and "Traceback" not in text, (args, text)
+        assert not (demo_workspace / "outputs").exists() or not list((demo_workspace / "outputs").iterdir())
+
+
+def test_full_disk_before_a_run_says_how_much_is_needed(demo_workspace, tmp_path):
+    import shutil
+
+    from fault_support import fill, small_disk
+
+    with small_disk(tmp_path / "disk", "16m") as disk:
+        shutil.copytree(demo_workspace, disk / "ws")
+        fill(disk, leave=100 * 1024)
+        for args in (["run", str(disk / "ws")], ["validate", str(disk / "ws")]):
+            done = run_cli(*args)
+            text = done.stdout + done.stderr
+            assert done.returncode == 2, (args, text)
+            assert "free on the disk holding" in text and "a run needs at least" in text, (args, text)
+            assert "Traceback" not in text, (args, text)
+    # a disk that fills between validation and the start gets one line too
+    from fluxtui.core import preflight
+
+    line = preflight.os_error_line(OSError(28, "No space left on device", "/w/.fluxtui/lock"), "cannot start the run")
+    assert line == "cannot start the run: the disk is full (/w/.fluxtui/lock); free some space and try again"

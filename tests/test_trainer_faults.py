@@ -140,3 +140,34 @@ def test_damaged_images_are_left_out_with_a_warning_naming_them(tmp_path, tiny_r
     cache = ws / "cache" / "vae" / "shapes"
     cached = {p.name.split("-")[0] for p in cache.glob("*.safetensors")}
     assert "cut" not in cached and "bad" not in cached and len(list(cache.glob("*.safetensors"))) == 24
+
+
+def test_a_checkpoint_that_does_not_fit_on_the_disk_is_refused_with_the_numbers(tmp_path, tiny_root):
+    import shutil
+
+    from fault_support import fill, small_disk
+    from trainer_support import output_of, start_trainer, wait_for_event
+
+    with small_disk(tmp_path / "disk", "96m") as disk:
+        ws = make_workspace(
+            disk / "ws",
+            {**SHORT, "training.max_train_steps": 1_000_000, "training.checkpointing_steps": 0},
+            tiny_root=tiny_root,
+        )
+        proc = start_trainer(ws, "r")
+        try:
+            wait_for_event(ws, "r", lambda e: e["type"] == "step", proc=proc, what="a step")
+            fill(disk, leave=300 * 1024)  # room for events, not for a ~1.2 MB checkpoint
+            (ws / "outputs" / "r" / "control" / "checkpoint").write_text("{}")
+            assert proc.wait(timeout=120) == 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        out = output_of(ws, "r")
+        end = end_event(events(ws, "r"))
+        assert end["status"] == "failed" and end["traceback_tail"] is None
+        assert "not enough disk space for checkpoint-" in end["error"] and "free on the disk" in end["error"]
+        assert "MB" in end["error"] and "KB" in end["error"]
+        assert "Traceback" not in out and "unexpected pos" not in out
+        assert not list((ws / "outputs" / "r" / "checkpoints").glob("*")), "nothing half written"
+        shutil.rmtree(ws / "outputs")

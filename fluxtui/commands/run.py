@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from fluxtui.core import events as ev
-from fluxtui.core import gpu, lock, runs, supervise
+from fluxtui.core import gpu, lock, preflight, runs, supervise
 from fluxtui.core.problems import ConfigError, has_errors
 from fluxtui.core.workspace import Workspace
 
@@ -55,6 +55,8 @@ def _detach(ws: Workspace, project, args) -> int:
         return fail(str(e), 1)
     except runs.RunStartError as e:
         return fail(str(e), 1)
+    except OSError as e:  # a disk that filled up or went read-only since validation
+        return fail(preflight.os_error_line(e, "cannot start the run"))
     for note in info.notes:
         print(f"{paint('note', 'yellow', sys.stderr)}: {note}", file=sys.stderr)
     print(info.run_id)
@@ -82,6 +84,7 @@ class Foreground:
         self.term_sent = False
         self.pending: str | None = None  # under --watch: "resume" or "fresh" once the trainer stops
         self.last_status: str | None = None
+        self.start_error = False  # the workspace could not be written: exit 2, like a config error
 
     # -- signals ----------------------------------------------------------------------------
     def _on_sigint(self, signum, frame) -> None:
@@ -101,7 +104,7 @@ class Foreground:
         watcher = None
         try:
             if not self._start(project, fresh=self.args.fresh):
-                return 1
+                return 2 if self.start_error else 1
             if self.args.watch:
                 from fluxtui.core.watch import ProjectWatcher
 
@@ -128,6 +131,10 @@ class Foreground:
             return False
         except runs.RunStartError as e:
             fail(str(e), 1)
+            return False
+        except OSError as e:  # a disk that filled up or went read-only since validation
+            fail(preflight.os_error_line(e, "cannot start the run"))
+            self.start_error = True
             return False
         for note in info.notes:
             self.display.note(note)

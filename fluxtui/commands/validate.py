@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from fluxtui.core import rules
+from fluxtui.core import preflight, rules
 from fluxtui.core.datasets import DatasetReport
 from fluxtui.core.problems import Problem, has_errors
 
@@ -24,7 +24,7 @@ def main(args) -> int:
     reports: list[DatasetReport] = []
     if project is not None:
         reports, more = rules.check_all(project)
-        problems = problems + more
+        problems = problems + more + preflight.problems(project)
     ok = project is not None and not has_errors(problems)
     base = Path(workspace).resolve()
     if args.json:

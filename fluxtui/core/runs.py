@@ -39,7 +39,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import config, lock, supervise
+from . import config, lock, preflight, supervise
 from . import events as ev
 from . import launch as launch_mod
 from .lock import LockHeld, pid_alive
@@ -139,7 +139,7 @@ def validate(ws) -> tuple[config.Project | None, list[Problem]]:
     from . import rules  # imports the dataset scanner too
 
     _reports, more = rules.check_all(project)
-    problems = list(problems) + more
+    problems = list(problems) + more + preflight.problems(project)
     return (None if has_errors(problems) else project), problems
 
 

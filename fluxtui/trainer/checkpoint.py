@@ -60,16 +60,19 @@ def save(
     lr_scheduler: Any,
     meta: dict[str, Any],
 ) -> Path:
-    """Write checkpoint-<step> atomically and return its path. meta: epoch, data_position, hashes..."""
+    """Write checkpoint-<step> atomically and return its path. meta: epoch, data_position, hashes...
+    RunFailed, before anything is written, when the disk has less room than the checkpoint."""
     folder = Path(run_dir) / CHECKPOINTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
+    optimizer_state = optimizer.state_dict()
+    _check_space(folder, step, _tensor_bytes(lora_state) + _tensor_bytes(optimizer_state))
     final = folder / f"checkpoint-{step}"
     tmp = folder / temp_name(f"checkpoint-{step}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
 
     save_file({k: v.detach().contiguous().cpu() for k, v in lora_state.items()}, tmp / LORA_FILE)
-    torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+    torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
     torch.save(lr_scheduler.state_dict(), tmp / SCHEDULER_FILE)
     torch.save(rng_states(), tmp / RNG_FILE)
     if os.environ.get(_PAUSE_ENV) in (str(step), "*"):
@@ -87,6 +90,32 @@ def save(
         os.rename(tmp, final)
     _fsync_dir(folder)
     return final
+
+
+def _tensor_bytes(obj: Any) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+def _check_space(folder: Path, step: int, tensor_bytes: int) -> None:
+    """A checkpoint's size is known before it is written: refuse with the numbers rather than
+    fail halfway through with a serialiser's error."""
+    from fluxtui.core.preflight import size_text
+
+    from .setup import RunFailed
+
+    need = int(tensor_bytes * 1.05) + (1 << 20)  # + scheduler, RNG states, metadata, file headers
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise RunFailed(
+            f"not enough disk space for checkpoint-{step}: it needs ~{size_text(need)}, only {size_text(free)} "
+            f"free on the disk holding {folder}; free some space, then resume (earlier checkpoints are kept)"
+        )
 
 
 def prune(run_dir: Path, limit: int) -> list[Path]:

@@ -173,6 +173,20 @@ def rel(path: Path, run_dir: Path) -> str:
         return str(path)
 
 
+def _disk_full(exc: BaseException) -> OSError | None:
+    """The ENOSPC error behind `exc` (itself, or what it was raised from), if any."""
+    import errno
+
+    seen = exc
+    for _ in range(5):
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+        if seen is None:
+            return None
+    return None
+
+
 def describe_failure(exc: BaseException) -> tuple[str, str | None]:
     """(one-line message, traceback tail or None for failures the user can fix)."""
     from fluxtui.core.problems import ConfigError
@@ -185,6 +199,11 @@ def describe_failure(exc: BaseException) -> tuple[str, str | None]:
         friendly += (ModelLoadError, RouteError)
     except ImportError:
         pass
+    full = _disk_full(exc)
+    if full is not None:  # the serialiser's own words ("unexpected pos ...") say nothing of disk space
+        from fluxtui.core.preflight import os_error_line
+
+        return os_error_line(full, "writing failed"), None
     if isinstance(exc, friendly):
         message = getattr(exc, "message", None) or str(exc)
         key = getattr(exc, "key", None)

@@ -32,6 +32,7 @@ class Telemetry:
         self.writer = EventWriter(Path(run_dir) / EVENTS_FILE, run_id) if main else None
         self._last_stage: dict[str, float] = {}
         self.started = False  # run.start emitted
+        self.lost_events = 0  # events that could not be written (disk full)
 
     # -- human log ------------------------------------------------------------------------
 
@@ -39,15 +40,23 @@ class Telemetry:
         if not (self.main or all_ranks):
             return
         prefix = "" if self.main else f"[rank {self.rank}] "
-        sys.stdout.write(f"{time.strftime('%H:%M:%S')} {prefix}{scrub(message)}\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(f"{time.strftime('%H:%M:%S')} {prefix}{scrub(message)}\n")
+            sys.stdout.flush()
+        except OSError:  # a full disk under trainer.log: the line is lost, the run goes on to say why
+            pass
 
     # -- events ---------------------------------------------------------------------------
 
     def emit(self, type_: str, **fields: Any) -> None:
         self.started = self.started or type_ == "run.start"
         if self.writer is not None:
-            self.writer.emit(type_, **fields)
+            try:
+                self.writer.emit(type_, **fields)
+            except OSError:
+                # A full disk: the event is lost (the supervisor then records an exit without
+                # run.end and says the disk is full); never a second traceback on top.
+                self.lost_events += 1
 
     def stage(self, name: str, done: int, total: int, *, every_s: float = 0.5) -> None:
         """Progress of a stage; intermediate updates are rate-limited, the first and last are not."""
