@@ -171,3 +171,35 @@ def test_a_checkpoint_that_does_not_fit_on_the_disk_is_refused_with_the_numbers(
         assert "Traceback" not in out and "unexpected pos" not in out
         assert not list((ws / "outputs" / "r" / "checkpoints").glob("*")), "nothing half written"
         shutil.rmtree(ws / "outputs")
+
+
+def test_sigkill_while_pruning_then_resume_cleans_the_leftover(tmp_path, tiny_root):
+    import signal
+
+    from trainer_support import start_trainer, wait_for
+
+    ws = make_workspace(
+        tmp_path / "ws",
+        {
+            **SHORT,
+            "training.max_train_steps": 6,
+            "training.checkpointing_steps": 2,
+            "training.checkpoints_total_limit": 1,
+        },
+        tiny_root=tiny_root,
+    )
+    proc = start_trainer(ws, "a", env={"FLUXTUI_TEST_PAUSE_PRUNE": "1"})
+    ckpts = ws / "outputs" / "a" / "checkpoints"
+    # at step 4, checkpoint-2 is renamed away and held there: the kill lands mid-prune
+    trash = wait_for(lambda: list(ckpts.glob(".tmp-removed-checkpoint-2*")), proc=proc, timeout=180, what="mid-prune")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert trash[0].name == f".tmp-removed-checkpoint-2-pid{proc.pid}"  # a pid mark, never a bare step
+    assert (ckpts / "checkpoint-4").is_dir()
+    done = run_trainer(ws, "b")
+    assert done.returncode == 0, done.stdout[-3000:]
+    evs = events(ws, "b")
+    check_well_formed(evs, "b")
+    assert evs[0]["resumed_from"] == 4 and end_event(evs)["status"] == "completed"
+    assert not trash[0].exists()
+    assert not [p for p in ws.glob("outputs/*/checkpoints/.tmp-*")]
