@@ -200,8 +200,8 @@ def pick_resume(workspace_root: str | Path, project: Any, *, requested: str | Pa
         if skipped:
             return ResumeChoice(
                 None,
-                f"starting fresh: {len(skipped)} checkpoint(s) were made with different model, LoRA or "
-                "dataset settings and cannot be resumed",
+                f"starting fresh: {len(skipped)} checkpoint(s) were made with settings a resume cannot absorb "
+                f"(newest: {blocking_changes(skipped[0], project)})",
                 tuple(skipped),
             )
         return ResumeChoice(None, "starting fresh: no checkpoint yet")

@@ -15,6 +15,7 @@ import atexit
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,10 +38,38 @@ class Control:
             self.folder.mkdir(parents=True, exist_ok=True)
 
     def install_signal_handlers(self, on_exit_now: Callable[[str], None]) -> None:
-        """on_exit_now(signal_name) runs on the second signal, just before the process exits."""
+        """on_exit_now(signal_name) runs on the second signal, just before the process exits.
+
+        Signals are counted by a small thread that reads the wakeup fd, not by a Python
+        handler: a handler runs only when the main thread gets back to Python, which may be
+        a minute away (a long native call, a big write), and a signal the kernel hands to
+        another thread does not even wake it. The thread acts at once."""
         self._on_exit_now = on_exit_now
-        signal.signal(signal.SIGTERM, self._handle)
-        signal.signal(signal.SIGINT, self._handle)
+        handler: Callable[[int, object], None] = self._handle
+        try:
+            read_fd, write_fd = os.pipe()
+            os.set_blocking(write_fd, False)
+            signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        except (ValueError, OSError):  # not the main thread: the handler counts, as before
+            pass
+        else:
+            handler = _counted_by_the_watcher
+            threading.Thread(target=self._watch, args=(read_fd,), name="fluxtui-signals", daemon=True).start()
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def _watch(self, read_fd: int) -> None:
+        """Each byte is a signal number, written by the C-level handler as the signal lands."""
+        while True:
+            try:
+                data = os.read(read_fd, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            for signum in data:
+                if signum in (signal.SIGTERM, signal.SIGINT):
+                    self._handle(signum, None)
 
     def _handle(self, signum: int, frame: object) -> None:
         self.signals += 1
@@ -81,6 +110,10 @@ class Control:
         return {name for name, on in wanted.items() if on}
 
 
+def _counted_by_the_watcher(signum: int, frame: object) -> None:
+    """A Python-level handler must exist for the wakeup fd to hear the signal; Control._watch counts it."""
+
+
 def leave(code: int) -> None:
     """Exit after run.end was written. A signal from now on only means "leave sooner": it
     exits with the run's own status instead of killing the process by default (which would
@@ -90,6 +123,7 @@ def leave(code: int) -> None:
     def now(signum: int, frame: object) -> None:
         os._exit(code)
 
+    signal.set_wakeup_fd(-1)  # the watcher thread must not end the run a second time
     signal.signal(signal.SIGTERM, now)
     signal.signal(signal.SIGINT, now)
     atexit._run_exitfuncs()  # trackers, logging: what a normal exit would run
