@@ -344,7 +344,7 @@ def test_a_supervisor_that_cannot_write_still_releases_the_lock_and_the_record_i
 
     from fault_support import fill, small_disk
 
-    with small_disk(tmp_path / "disk", "32m") as disk:
+    with small_disk(tmp_path / "disk", "96m") as disk:  # above what a run needs free at the start
         sh.copytree(demo_workspace, disk / "ws")
         (tmp_path / "fake").mkdir()
         (tmp_path / "fake" / "fake_trainer.py").write_text(FAKE_TRAINER)
