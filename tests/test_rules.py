@@ -215,6 +215,13 @@ CASES = [
         "flux_guidance_max",
     ),
     (
+        "random-range guidance with min above max",
+        '[training]\nflux_guidance_mode = "random-range"\nflux_guidance_min = 3.0\nflux_guidance_max = 1.0',
+        "training.flux_guidance_min",
+        "error",
+        "flux_guidance_min",
+    ),
+    (
         "wandb without a login",
         '[logging]\nreport_to = "wandb"',
         "logging.report_to",
