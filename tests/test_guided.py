@@ -77,3 +77,15 @@ def test_real_cfg_is_done_inside_with_the_rescale(transformer):
     assert torch.allclose(out, flow.real_cfg(pos, neg, 3.0, 0.7), atol=1e-5)
     assert torch.allclose(same, pos, atol=1e-6)
     assert guided.config.in_channels == transformer.config.in_channels  # the pipeline reads it through
+
+
+def test_libreflux_samples_masked_as_it_was_trained(tmp_path):
+    from conftest import TINY, make_project
+
+    from fluxtui.trainer.validation import masked_sampling
+
+    project = make_project(tmp_path / "a", TINY)
+    assert not masked_sampling(project, "dev")
+    assert masked_sampling(project, "libreflux")  # the model itself was trained with the mask
+    masked = make_project(tmp_path / "b", TINY + "[training]\nflux_attention_masked_training = true\n")
+    assert masked_sampling(masked, "dev")

@@ -57,6 +57,12 @@ def real_cfg(project: Any) -> bool:
     return float(project.validation.validation_guidance_real) > 1.0
 
 
+def masked_sampling(project: Any, flavour: str) -> bool:
+    """Sample with the T5 padding masked: when the run trains masked, and always for libreflux,
+    which was itself trained that way."""
+    return bool(project.training.flux_attention_masked_training) or flavour == "libreflux"
+
+
 def texts_to_cache(project: Any) -> list[str]:
     """Every text sampling will need embeddings for."""
     texts = [p.text for p in prompts(project)]
@@ -97,7 +103,7 @@ class Validator:
         started = time.monotonic()
         guided = GuidedTransformer(  # real CFG, its rescale and the T5 mask are done in there
             transformer,
-            masked=bool(self.project.training.flux_attention_masked_training),
+            masked=masked_sampling(self.project, self.models.flavour),
             cfg_scale=float(v.validation_guidance_real),
             rescale=float(v.validation_guidance_rescale),
         )
