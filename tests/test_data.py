@@ -99,7 +99,7 @@ def test_caption_choice_is_reproducible():
 
 @pytest.mark.parametrize("style", ["center", "corner", "random"])
 def test_crop_geometry_covers_the_target(style):
-    g = data.geometry(300, 200, (128, 128), crop=True, crop_style=style, rng_key="x.png")
+    g = data.geometry(300, 200, (128, 128), crop_style=style, rng_key="x.png")
     assert (g.target_w, g.target_h) == (128, 128)
     assert g.resize_h == 128 and g.resize_w >= 128  # scaled to cover
     assert 0 <= g.left <= g.resize_w - 128 and 0 <= g.top <= g.resize_h - 128
@@ -107,20 +107,27 @@ def test_crop_geometry_covers_the_target(style):
         assert g.left == (g.resize_w - 128) // 2
     if style == "corner":
         assert (g.left, g.top) == (0, 0)
-    again = data.geometry(300, 200, (128, 128), crop=True, crop_style=style, rng_key="x.png")
+    again = data.geometry(300, 200, (128, 128), crop_style=style, rng_key="x.png")
     assert again == g  # the same image is cut the same way every run: caches stay valid
 
 
 def test_no_crop_resizes_to_the_target():
-    g = data.geometry(300, 200, (192, 128), crop=False, crop_style="center")
+    g = data.geometry(300, 200, (192, 128), crop_style="center")
     assert (g.resize_w, g.resize_h, g.left, g.top) == (192, 128, 0, 0)
+
+
+def test_an_aspect_target_trims_only_the_alignment_sliver():
+    # 1000x700 keeps its aspect: resized to cover 704x512 (732x512), then 28 px are cut
+    g = data.geometry(1000, 700, (704, 512), crop_style="center")
+    assert (g.resize_w, g.resize_h) == (732, 512)
+    assert (g.target_w, g.target_h) == (704, 512) and g.left == (732 - 704) // 2 and g.top == 0
 
 
 def test_apply_geometry_and_tensor():
     from PIL import Image
 
     im = Image.new("RGB", (300, 200), (255, 0, 0))
-    out = data.apply_geometry(im, data.geometry(300, 200, (64, 64), crop=True, crop_style="center"))
+    out = data.apply_geometry(im, data.geometry(300, 200, (64, 64), crop_style="center"))
     assert out.size == (64, 64)
     t = data.to_tensor(out)
     assert t.shape == (3, 64, 64)
@@ -160,7 +167,7 @@ def _entry(tmp_path: Path, name: str, size=(64, 64), colour=(0, 128, 255)):
     img = tmp_path / "images" / name
     img.parent.mkdir(exist_ok=True)
     Image.new("RGB", size, colour).save(img)
-    info = SimpleNamespace(path=img, width=size[0], height=size[1], captions=("cap",), target=(64, 64), bucket=1.0)
+    info = SimpleNamespace(path=img, width=size[0], height=size[1], captions=("cap",), target=(64, 64))
     ds = SimpleNamespace(
         crop=False, crop_style="center", is_regularisation_data=False, maximum_image_size=None,
         target_downsample_size=None, resolution_type="pixel",
@@ -242,7 +249,9 @@ def test_crops_are_stable_across_processes():
     import subprocess
     import sys
 
-    code = "from fluxtui.trainer import data; print(data.geometry(500, 300, (128, 128), crop=True, crop_style='random', rng_key='k'))"
+    code = (
+        "from fluxtui.trainer import data; print(data.geometry(500, 300, (128, 128), crop_style='random', rng_key='k'))"
+    )
     outs = {
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": s}
@@ -250,3 +259,13 @@ def test_crops_are_stable_across_processes():
         for s in ("1", "2")
     }
     assert len(outs) == 1 and "Geometry" in outs.pop()
+
+
+def test_caption_dropout_gives_the_empty_caption_on_its_share_of_samples():
+    caps = ("a photo of sks", "sks on a beach")
+    picks = [data.pick_caption(caps, 3, g, s, dropout=0.25) for g in range(200) for s in range(2)]
+    dropped = picks.count("")
+    assert 60 < dropped < 140  # ~100 of 400
+    assert set(picks) - {""} == set(caps)
+    assert picks == [data.pick_caption(caps, 3, g, s, dropout=0.25) for g in range(200) for s in range(2)]
+    assert "" not in [data.pick_caption(caps, 3, g, 0) for g in range(200)]

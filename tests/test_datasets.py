@@ -192,7 +192,9 @@ def ds_section(**kw):
     values = {
         "resolution": 512.0,
         "resolution_type": "pixel",
-        "crop_aspect": "preserve",
+        "crop": False,
+        "crop_aspect": "square",
+        "crop_aspect_buckets": [],
         "maximum_image_size": None,
         "target_downsample_size": None,
     }
@@ -206,10 +208,15 @@ def ds_section(**kw):
         ((600, 400), {}, (768, 512)),  # shorter edge -> 512
         ((400, 600), {}, (512, 768)),
         ((1000, 1000), {}, (512, 512)),
-        ((1000, 1000), {"crop_aspect": "square", "resolution": 500.0}, (512, 512)),  # aligned to 64
+        ((1000, 1000), {"crop": True, "resolution": 500.0}, (512, 512)),  # aligned to 64
         ((3000, 1000), {"resolution": 1.0, "resolution_type": "area"}, (1728, 576)),
         ((2000, 1000), {"resolution": 1024.0, "resolution_type": "pixel_area"}, (1472, 704)),
-        ((1000, 1000), {"resolution": 1.0, "resolution_type": "area", "crop_aspect": "square"}, (1024, 1024)),
+        ((1000, 1000), {"resolution": 1.0, "resolution_type": "area", "crop": True}, (1024, 1024)),
+        ((600, 400), {"crop": True}, (512, 512)),  # crop + square: 1:1
+        ((600, 400), {"crop": True, "crop_aspect": "preserve"}, (768, 512)),
+        ((500, 400), {"crop": True, "crop_aspect": "closest", "crop_aspect_buckets": [0.75, 1.0, 1.78]}, (512, 512)),
+        ((700, 400), {"crop": True, "crop_aspect": "closest", "crop_aspect_buckets": [0.75, 1.0, 1.78]}, (896, 512)),
+        ((400, 600), {"crop": True, "crop_aspect": "closest", "crop_aspect_buckets": [0.75, 1.0, 1.78]}, (512, 704)),
         ((10, 5000), {"resolution": 64.0}, (64, 32000)),
         ((4000, 3000), {"maximum_image_size": 2048.0, "target_downsample_size": 1536.0}, (704, 512)),
     ],
@@ -219,6 +226,38 @@ def test_target_size(size, kw, target):
     got = target_size(*size, ds)
     assert got == target
     assert got[0] % 64 == 0 and got[1] % 64 == 0
+
+
+def test_without_crop_a_3_2_image_keeps_its_aspect_whatever_crop_aspect_says():
+    # SimpleTuner: crop_aspect applies only with crop = true; its default "square" must not
+    # squash a photo into 1:1
+    for kind, resolution, want in (("pixel", 128.0, (192, 128)), ("area", 1.0, (1216, 832))):
+        ds = ds_section(resolution=resolution, resolution_type=kind, crop_aspect="square")
+        assert target_size(192 * 8, 128 * 8, ds) == want
+
+
+def test_random_crop_aspect_draws_a_bucket_the_image_covers_and_is_reproducible():
+    ds = ds_section(crop=True, crop_aspect="random", crop_aspect_buckets=[0.5, 1.0, 1.5, 2.0], resolution=64.0)
+    seen = {target_size(512, 512, ds, rng_key=f"img{i}.png") for i in range(40)}
+    # 512x512 covers 64x64 and 128x64 / 64x128 targets with room; 2.0 -> 128x64 as well
+    assert seen == {(64, 64), (128, 64), (64, 128)}
+    assert target_size(512, 512, ds, rng_key="x") == target_size(512, 512, ds, rng_key="x")
+    # an image too small for every bucket (it would be upscaled) falls back to 1:1
+    assert {target_size(64, 64, ds, rng_key=f"s{i}") for i in range(10)} == {(64, 64)}
+
+
+def test_buckets_are_exact_sizes_so_a_batch_always_stacks(tmp_path):
+    # 64x768 and 64x832 both round to aspect 0.08: one bucket keyed by the rounded ratio
+    # would mix two sizes, and a batch of 2 could not be stacked
+    folder = tmp_path / "datasets/imgs"
+    for i in range(2):
+        save(folder / f"a{i}.png", (64, 768))
+        save(folder / f"b{i}.png", (64, 832))
+    project = make_project(tmp_path, {"training": {"train_batch_size": 2}}, [dataset(caption_strategy="filename")])
+    report = scan_dataset(project, 0)
+    assert {k: len(v) for k, v in report.buckets.items()} == {(64, 832): 2, (64, 768): 2}
+    assert all({i.target for i in items} == {size} for size, items in report.buckets.items())
+    assert report.to_json()["buckets"][0] == {"aspect": 0.08, "images": 2, "target": [64, 832]}
 
 
 def test_area_target_keeps_the_area_and_aspect():
@@ -240,11 +279,11 @@ def test_scan_demo_workspace(tmp_path):
     assert problems == []
     (report,) = reports
     assert len(report.images) == workspace.DEMO_IMAGES == report.captioned
-    assert list(report.buckets) == [1.0]
+    assert list(report.buckets) == [(64, 64)]
     assert report.batches_per_epoch == math.ceil(workspace.DEMO_IMAGES / 4)
     info = report.images[0]
     assert info.path.is_absolute() and info.path.exists()
-    assert (info.width, info.height, info.target, info.bucket) == (64, 64, (64, 64), 1.0)
+    assert (info.width, info.height, info.target, info.bucket) == (64, 64, (64, 64), (64, 64))
     assert info.captions[0].startswith("a ") and info.captions[0].endswith("background")
     assert datasets.cache_file(project, "shapes").is_file()
 
@@ -334,10 +373,10 @@ def test_exif_rotated_images_are_sized_after_rotation(tmp_path):
     folder = tmp_path / "datasets/imgs"
     save(folder / "portrait.jpg", (128, 64), orientation=6)
     save(folder / "landscape.jpg", (128, 64), orientation=1)
-    project = make_project(tmp_path, datasets_=[dataset(crop_aspect="preserve", caption_strategy="filename")])
+    project = make_project(tmp_path, datasets_=[dataset(caption_strategy="filename")])
     report = scan_dataset(project, 0)
-    sizes = {i.path.name: (i.width, i.height, i.target, i.bucket) for i in report.images}
-    assert sizes == {"portrait.jpg": (64, 128, (64, 128), 0.5), "landscape.jpg": (128, 64, (128, 64), 2.0)}
+    sizes = {i.path.name: (i.width, i.height, i.target) for i in report.images}
+    assert sizes == {"portrait.jpg": (64, 128, (64, 128)), "landscape.jpg": (128, 64, (128, 64))}
 
 
 def test_minimum_image_size(tmp_path):
@@ -426,10 +465,10 @@ def test_size_rule_per_bucket_with_several_processes(tmp_path):
         "training": {"train_batch_size": 2, "gradient_accumulation_steps": 2},
         "hardware": {"num_processes": 2},
     }
-    ds = dataset(crop_aspect="preserve", caption_strategy="filename", repeats=0)
+    ds = dataset(caption_strategy="filename", repeats=0)  # crop = false: each image keeps its aspect
     project = make_project(tmp_path, sections, [ds])
     report = scan_dataset(project, 0)
-    assert {a: len(v) for a, v in report.buckets.items()} == {0.33: 1, 1.0: 5, 2.0: 2}
+    assert {a: len(v) for a, v in report.buckets.items()} == {(64, 192): 1, (64, 64): 5, (128, 64): 2}
     errors = {p.message.split(",")[1].split(":")[0].strip(): p for p in report.problems}
     assert set(errors) == {"bucket 0.33 (64x192)", "bucket 1.00 (64x64)", "bucket 2.00 (128x64)"}
     square = errors["bucket 1.00 (64x64)"]
@@ -451,10 +490,10 @@ def test_size_rule_per_bucket_with_several_processes(tmp_path):
 
 def test_size_rule_square_buckets_and_the_table_line(tmp_path):
     bucket_folder(tmp_path / "datasets/imgs")
-    ds = dataset(caption_strategy="filename")  # repeats not written: the [[datasets]] line
+    ds = dataset(caption_strategy="filename", crop=True)  # repeats not written: the [[datasets]] line
     project = make_project(tmp_path, {"training": {"train_batch_size": 3, "gradient_accumulation_steps": 4}}, [ds])
     report = scan_dataset(project, 0)
-    assert list(report.buckets) == [1.0]
+    assert list(report.buckets) == [(64, 64)]
     (error,) = report.problems
     assert "8 images x (repeats 0 + 1) = 8 < 12 needed" in error.message
     assert error.fix.startswith("set repeats = 1,")
@@ -463,7 +502,9 @@ def test_size_rule_square_buckets_and_the_table_line(tmp_path):
 
 def test_auto_processes_count_visible_gpus(tmp_path, monkeypatch):
     bucket_folder(tmp_path / "datasets/imgs")
-    project = make_project(tmp_path, {"hardware": {"num_processes": "auto"}}, [dataset(caption_strategy="filename")])
+    project = make_project(
+        tmp_path, {"hardware": {"num_processes": "auto"}}, [dataset(caption_strategy="filename", crop=True)]
+    )
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3,4,5,6,7,8")
     (error,) = scan_dataset(project, 0).problems
     assert "x 9 processes (auto)" in error.message and error.fix.startswith("set repeats = 1,")

@@ -442,3 +442,12 @@ def test_estimate_command_loads_no_ml_stack(ws):
 def test_torch_visible_part_leaves_out_the_cuda_context(ws):
     est = estimate(load(ws))
     assert est.torch_gib("train") == pytest.approx(est.stage_peaks["train"] - est.breakdown["CUDA context"])
+
+
+def test_pixel_resolution_without_crop_assumes_aspect_buckets(ws):
+    # crop = false keeps each image's aspect whatever crop_aspect says: buckets up to 3:2
+    base = {"datasets[0].resolution_type": "pixel", "datasets[0].resolution": 512}
+    loose = estimate(with_changes(load(ws), {**base, "datasets[0].crop": False}))
+    square = estimate(with_changes(load(ws), {**base, "datasets[0].crop": True, "datasets[0].crop_aspect": "square"}))
+    assert any("aspect buckets" in n for n in loose.notes)
+    assert not any("aspect buckets" in n for n in square.notes)

@@ -121,3 +121,76 @@ def test_mask_weights_follow_the_packing():
     w = flow.mask_weights(mask, latent_channels=16)
     assert w.shape == (1, 4, 64)
     assert w[0, :2].eq(1).all() and w[0, 2:].eq(0).all()  # tokens are row-major 2x2 patches
+
+
+# -- SimpleTuner's meanings: shift 0, guidance ranges, CFG rescale, clipping ---------------------
+
+
+def test_shift_0_means_the_unshifted_schedule_and_empty_means_3():
+    assert flow.fixed_shift(None) == 3.0
+    assert flow.fixed_shift(0) == 1.0 and flow.fixed_shift(0.0) == 1.0
+    assert flow.fixed_shift(1.5) == 1.5
+    # the sigmas the loop draws with flow_schedule_shift = 0: the plain logit-normal ones,
+    # not all zero (the old meaning: the model never saw noise)
+    used = flow.sample_sigmas(
+        512, image_seq_len=16, shift=flow.fixed_shift(0), generator=torch.Generator().manual_seed(7)
+    )
+    plain = flow.logit_normal_sigmas(512, torch.Generator().manual_seed(7))
+    assert torch.equal(used, plain)
+    assert float(used.min()) > 0 and abs(float(used.median()) - 0.5) < 0.1
+    default = flow.sample_sigmas(
+        512, image_seq_len=16, shift=flow.fixed_shift(None), generator=torch.Generator().manual_seed(7)
+    )
+    assert torch.allclose(default, flow.shift_sigmas(plain, 3.0))
+
+
+def test_guidance_constant_or_random_range():
+    g = torch.Generator().manual_seed(0)
+    assert flow.training_guidance(3, mode="constant", value=3.5, low=0, high=4, has_guidance=True).tolist() == [3.5] * 3
+    drawn = flow.training_guidance(
+        256, mode="random-range", value=1.0, low=1.5, high=4.0, has_guidance=True, generator=g
+    )
+    assert float(drawn.min()) >= 1.5 and float(drawn.max()) <= 4.0
+    assert float(drawn.std()) > 0.5  # one value per sample, spread over the range
+    assert flow.training_guidance(2, mode="random-range", value=1, low=0, high=4, has_guidance=False) is None
+
+
+def test_real_cfg_and_its_rescale():
+    pos = torch.randn(2, 16, 8, generator=torch.Generator().manual_seed(1))
+    neg = torch.randn(2, 16, 8, generator=torch.Generator().manual_seed(2))
+    guided = neg + 3.0 * (pos - neg)
+    assert torch.allclose(flow.real_cfg(pos, neg, 3.0), guided)  # what FluxPipeline computes
+    full = flow.real_cfg(pos, neg, 3.0, rescale=1.0)
+    dims = (1, 2)
+    assert torch.allclose(full.std(dim=dims), pos.std(dim=dims), atol=1e-5)  # spread of the positive
+    half = flow.real_cfg(pos, neg, 3.0, rescale=0.5)
+    assert torch.allclose(half, 0.5 * full + 0.5 * guided, atol=1e-6)
+
+
+def test_value_clipping_clips_each_value_and_norm_clipping_scales():
+    from fluxtui.trainer.optim import clip_gradients
+
+    def params():
+        a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))
+        a.grad, b.grad = torch.tensor([5.0, -0.5, 0.01]), torch.tensor([-3.0, 2.5])
+        return [a, b]
+
+    ps = params()
+    before = math.sqrt(25 + 0.25 + 0.0001 + 9 + 6.25)
+    norm = clip_gradients(ps, 2.0, "value")  # SimpleTuner's default: value clipping at 2.0
+    assert norm == pytest.approx(before)  # reported: the norm before clipping
+    assert ps[0].grad.tolist() == pytest.approx([2.0, -0.5, 0.01]) and ps[1].grad.tolist() == [-2.0, 2.0]
+
+    ps = params()
+    clip_gradients(ps, 0.01, "value")  # the quickstart's NF4 advice: every value within +-0.01
+    assert all(float(p.grad.abs().max()) <= 0.01 + 1e-9 for p in ps)
+
+    ps = params()
+    clip_gradients(ps, 2.0, "norm")
+    total = math.sqrt(sum(float((p.grad**2).sum()) for p in ps))
+    assert total == pytest.approx(2.0, rel=1e-5)
+    assert ps[0].grad[0] / ps[0].grad[1] == pytest.approx(-10.0)  # direction kept
+
+    ps = params()
+    clip_gradients(ps, 0.0, "value")  # 0: no clipping
+    assert ps[0].grad.tolist() == pytest.approx([5.0, -0.5, 0.01])

@@ -38,8 +38,21 @@ def no_gpus(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
 
 
-def test_a_plain_project_has_no_problems(tmp_path):
+@pytest.fixture
+def one_gpu(monkeypatch):
+    """One CUDA GPU visible: the config alone decides (no "would train on the CPU" warning)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+
+
+def test_a_plain_project_has_no_problems(tmp_path, one_gpu):
     assert rules.check(load(tmp_path, "[project]\nname = 'x'")) == []
+
+
+def test_a_full_size_flavour_without_cuda_warns_that_it_would_train_on_the_cpu(tmp_path):
+    (problem,) = rules.check(load(tmp_path, "[project]\nname = 'x'"))
+    assert problem.key == "model.model_flavour" and problem.severity == "warning"
+    assert "would train on the CPU" in problem.message and "nvidia-smi" in problem.fix
+    assert rules.check(load(tmp_path, '[model]\nmodel_flavour = "tiny-random"')) == []
 
 
 # (id, project.toml text, expected key, severity, the line it points at: the start of that line
@@ -137,6 +150,97 @@ CASES = [
         "validation.validation_guidance_real",
         "warning",
         "flux_guidance_value",
+    ),
+    (
+        "pissa on a quantised base",
+        '[model]\nbase_model_precision = "int8-quanto"\n[lora]\nlora_init_type = "pissa"',
+        "lora.lora_init_type",
+        "error",
+        "lora_init_type",
+    ),
+    (
+        "olora on the full-size model without CUDA",
+        '[model]\nbase_model_precision = "no_change"\n[lora]\nlora_init_type = "olora"',
+        "lora.lora_init_type",
+        "error",
+        "lora_init_type",
+    ),
+    (
+        "loftq without CUDA",
+        '[model]\nbase_model_precision = "no_change"\nmodel_flavour = "tiny-random"\n[lora]\nlora_init_type = "loftq"',
+        "lora.lora_init_type",
+        "error",
+        "lora_init_type",
+    ),
+    (
+        "init_lora with lycoris",
+        '[lora]\nlora_type = "lycoris"\ninit_lora = "old.safetensors"',
+        "lora.init_lora",
+        "error",
+        "init_lora",
+    ),
+    (
+        "crop_aspect random without crop_aspect_buckets (line of crop_aspect)",
+        '[project]\nname = "x"\n' + DATASET + 'crop = true\ncrop_aspect = "random"',
+        "datasets[0].crop_aspect_buckets",
+        "error",
+        "crop_aspect",
+    ),
+    (
+        "crop_aspect without crop",
+        '[project]\nname = "x"\n' + DATASET + 'crop_aspect = "preserve"',
+        "datasets[0].crop_aspect",
+        "warning",
+        "crop_aspect",
+    ),
+    (
+        "guidance rescale without real cfg",
+        "[validation]\nvalidation_guidance_rescale = 0.7",
+        "validation.validation_guidance_rescale",
+        "warning",
+        "validation_guidance_rescale",
+    ),
+    (
+        "user_prompt_library that is not there",
+        '[validation]\nuser_prompt_library = "library.json"',
+        "validation.user_prompt_library",
+        "error",
+        "user_prompt_library",
+    ),
+    (
+        "random-range guidance above 1 without real cfg",
+        '[training]\nflux_guidance_mode = "random-range"\nflux_guidance_max = 4.0',
+        "validation.validation_guidance_real",
+        "warning",
+        "flux_guidance_max",
+    ),
+    (
+        "random-range guidance with min above max",
+        '[training]\nflux_guidance_mode = "random-range"\nflux_guidance_min = 3.0\nflux_guidance_max = 1.0',
+        "training.flux_guidance_min",
+        "error",
+        "flux_guidance_min",
+    ),
+    (
+        "wandb without a login",
+        '[logging]\nreport_to = "wandb"',
+        "logging.report_to",
+        "error",
+        "report_to",
+    ),
+    (
+        "push_to_hub without a hub token",
+        '[hub]\npush_to_hub = true\nhub_model_id = "me/lora"',
+        "hub.push_to_hub",
+        "error",
+        "push_to_hub",
+    ),
+    (
+        "push_checkpoints_to_hub without a hub token",
+        '[hub]\npush_checkpoints_to_hub = true\nhub_model_id = "me/lora"',
+        "hub.push_checkpoints_to_hub",
+        "error",
+        "push_checkpoints_to_hub",
     ),
     (
         "group offload stream without CUDA",
@@ -345,17 +449,38 @@ def test_rule(tmp_path, monkeypatch, text, key, severity, line):
         '[model]\nmodel_flavour = "fluxbooru"\n[validation]\nvalidation_guidance_real = 3.5',
         '[model]\nmodel_flavour = "libreflux"\n[training]\nflux_attention_masked_training = true',
         '[validation]\nvalidation_resolution = ["1024x1024", "1280x768"]',
-        '[hub]\npush_to_hub = true\nhub_model_id = "me/lora"',
         "[training]\nmax_train_steps = 0\nnum_train_epochs = 3\nlr_warmup_steps = 0\n[validation]\nvalidation_steps = 0",
     ],
 )
-def test_rule_is_quiet_when_the_config_is_right(tmp_path, text):
+def test_rule_is_quiet_when_the_config_is_right(tmp_path, text, one_gpu):
     assert rules.check(load(tmp_path, text)) == []
 
 
-def test_existing_files_pass(tmp_path):
-    (tmp_path / "old").mkdir()
-    (tmp_path / "old/l.safetensors").write_bytes(b"x")
+def lora_file(path: Path, rank: int = 16, kind: str = "diffusers") -> Path:
+    """A safetensors file with LoRA-shaped tensors (zeros): only the header matters here."""
+    import json
+    import struct
+
+    a, b = (".lora_A.weight", ".lora_B.weight") if kind == "diffusers" else (".lora_down.weight", ".lora_up.weight")
+    names = {
+        "transformer.transformer_blocks.0.attn.to_q" + a: [rank, 8],
+        "transformer.transformer_blocks.0.attn.to_q" + b: [8, rank],
+    }
+    if kind == "lokr":
+        names = {"lycoris_transformer_blocks_0_attn_to_q.lokr_w1": [4, 4]}
+    header, offset = {}, 0
+    for name, shape in names.items():
+        size = 2 * shape[0] * shape[1]
+        header[name] = {"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    body = json.dumps(header).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(body)) + body + bytes(offset))
+    return path
+
+
+def test_existing_files_pass(tmp_path, one_gpu):
+    lora_file(tmp_path / "old/l.safetensors")
     (tmp_path / "accelerate.yaml").write_text("compute_environment: LOCAL_MACHINE\n")
     (tmp_path / "ckpt").mkdir()
     text = (
@@ -396,7 +521,7 @@ def test_missing_packages_name_what_to_install(tmp_path, monkeypatch):
         assert found[key].line == line_of(project, key.split(".")[1])
 
 
-def test_datasets_present_and_active(tmp_path):
+def test_datasets_present_and_active(tmp_path, one_gpu):
     (problem,) = rules.check(load(tmp_path, '[project]\nname = "x"', dataset=False))
     assert problem.key == "datasets" and problem.is_error and problem.line is None
 
@@ -414,7 +539,7 @@ def test_datasets_present_and_active(tmp_path):
     assert problem.key == "datasets[0].probability" and problem.line == line_of(project, "probability")
 
 
-def test_check_all_adds_the_scan(tmp_path):
+def test_check_all_adds_the_scan(tmp_path, one_gpu):
     project = load(tmp_path, "[training]\ngradient_checkpointing = false")
     reports, problems = rules.check_all(project)
     assert [r.id for r in reports] == ["imgs"]
@@ -428,3 +553,118 @@ def test_process_count(tmp_path, monkeypatch):
     assert rules.process_count(load(tmp_path, "[hardware]\nnum_machines = 1")) == 3
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert rules.process_count(load(tmp_path, "[hardware]\nnum_machines = 1")) == 1
+
+
+# -- init_lora, read from the safetensors header -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rank", "kind", "says", "fix"),
+    [
+        (8, "diffusers", "has rank 8 but lora_rank = 16", "set lora_rank = 8"),
+        (4, "kohya", "has rank 4 but lora_rank = 16", "set lora_rank = 4"),
+        (16, "lokr", "holds a LyCORIS LoKr", "use a LoRA saved by fluxtui"),
+    ],
+)
+def test_init_lora_rank_and_format_come_from_the_header(tmp_path, one_gpu, rank, kind, says, fix):
+    lora_file(tmp_path / "old.safetensors", rank=rank, kind=kind)
+    project = load(tmp_path, '[lora]\ninit_lora = "old.safetensors"')
+    (problem,) = rules.check(project)
+    assert problem.key == "lora.init_lora" and problem.is_error
+    assert says in problem.message and problem.fix.startswith(fix)
+    assert problem.line == line_of(project, "init_lora")
+
+
+def test_init_lora_that_is_not_safetensors(tmp_path, one_gpu):
+    (tmp_path / "old.safetensors").write_bytes(b"x")
+    (problem,) = rules.check(load(tmp_path, '[lora]\ninit_lora = "old.safetensors"'))
+    assert problem.key == "lora.init_lora" and "too short to be a safetensors file" in problem.message
+
+
+# -- services: wandb login and hub token -------------------------------------------------------
+
+
+def test_wandb_login_from_netrc_key_or_offline_mode(tmp_path, one_gpu, monkeypatch):
+    text = '[logging]\nreport_to = "wandb"'
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert [p.key for p in rules.check(load(tmp_path, text)) if "wandb" in p.message] == ["logging.report_to"]
+    (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password abc\n")
+    (tmp_path / "netrc").chmod(0o600)
+    assert not [p for p in rules.check(load(tmp_path, text)) if "logged in" in p.message]
+    (tmp_path / "netrc").unlink()
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert not [p for p in rules.check(load(tmp_path, text)) if "logged in" in p.message]
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    assert not [p for p in rules.check(load(tmp_path, text)) if "logged in" in p.message]
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A local stand-in for the hub's whoami endpoint: hub.role / hub.status set the answer."""
+    import http.server
+    import json
+    import threading
+
+    state = {"role": "write", "status": 200, "seen": []}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # the http.server API names it
+            state["seen"].append((self.path, self.headers.get("Authorization")))
+            body = json.dumps({"name": "me", "auth": {"accessToken": {"role": state["role"]}}}).encode()
+            self.send_response(state["status"])
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    monkeypatch.setattr(rules.services, "WHOAMI_TIMEOUT", 30.0)  # a busy machine is not an offline hub
+    yield state
+    server.shutdown()
+
+
+HUB = '[hub]\npush_to_hub = true\nhub_model_id = "me/lora"'
+
+
+def test_hub_write_token_is_quiet(tmp_path, one_gpu, hub):
+    assert rules.check(load(tmp_path, HUB)) == []
+    assert hub["seen"] == [("/api/whoami-v2", "Bearer hf_test_token")]
+
+
+def test_hub_read_only_or_refused_token_is_an_error(tmp_path, one_gpu, hub):
+    hub["role"] = "read"
+    (problem,) = rules.check(load(tmp_path, HUB))
+    assert problem.key == "hub.push_to_hub" and problem.is_error and "read-only" in problem.message
+    assert "write token" in problem.fix
+    hub["status"] = 401
+    (problem,) = rules.check(load(tmp_path, HUB))
+    assert problem.is_error and "refuses this machine's token" in problem.message
+
+
+def test_hub_token_from_the_login_file_offline_is_a_warning(tmp_path, one_gpu, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "token").write_text("hf_from_login\n")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (problem,) = rules.check(load(tmp_path, HUB))
+    assert problem.key == "hub.push_to_hub" and problem.severity == "warning"
+    assert "cannot be reached" in problem.message
+
+
+def test_fluxbooru_trains_at_guidance_3_5_unless_told(tmp_path):
+    from fluxtui.core.schema import flux_guidance_value
+
+    project = load(tmp_path, '[model]\nmodel_flavour = "fluxbooru"')
+    assert flux_guidance_value(project.training, "fluxbooru") == 3.5
+    assert flux_guidance_value(project.training, "dev") == 1.0
+    project = load(tmp_path, '[model]\nmodel_flavour = "fluxbooru"\n[training]\nflux_guidance_value = 2.0')
+    assert flux_guidance_value(project.training, "fluxbooru") == 2.0

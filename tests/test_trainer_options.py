@@ -132,6 +132,21 @@ EXERCISED = {
     ),
     # options_c
     **dict.fromkeys(["lora.lora_type", "lora.lokr_factor"], "test_options_c"),
+    # SimpleTuner parity
+    **dict.fromkeys(
+        [
+            "datasets.crop_aspect_buckets",
+            "training.grad_clip_method",
+            "training.flux_guidance_mode",
+            "training.flux_guidance_min",
+            "training.flux_guidance_max",
+            "training.caption_dropout_probability",
+            "validation.validation_guidance_rescale",
+            "validation.user_prompt_library",
+            "hub.push_checkpoints_to_hub",
+        ],
+        "test_options_simpletuner_parity",
+    ),
 }
 
 SKIPPED = {
@@ -456,3 +471,106 @@ def test_options_c(tmp_path, tiny_root):
     assert proc.returncode == 0, proc.stdout[-4000:]
     evs2 = events(ws, "c2")
     assert evs2[0]["resumed_from"] == 6 and sorted(steps(evs2)) == [7, 8]
+
+
+def _latent_shapes(folder: Path) -> dict[tuple[int, ...], int]:
+    from safetensors import safe_open
+
+    shapes: dict[tuple[int, ...], int] = {}
+    for f in folder.glob("*.safetensors"):
+        with safe_open(str(f), framework="pt") as t:
+            shape = tuple(t.get_slice("latent").get_shape())
+        shapes[shape] = shapes.get(shape, 0) + 1
+    return shapes
+
+
+def test_options_simpletuner_parity(tmp_path, tiny_root):
+    """Options that carry SimpleTuner's names mean what they mean there, in a real run."""
+    import json
+
+    from PIL import Image
+
+    ws = make_workspace(
+        tmp_path / "p",
+        {
+            "training.max_train_steps": 0,
+            "training.num_train_epochs": 1,
+            "training.train_batch_size": 2,
+            "training.grad_clip_method": "norm",
+            "training.max_grad_norm": 1.0,
+            "training.flow_schedule_shift": 0,
+            "training.flux_guidance_mode": "random-range",
+            "training.flux_guidance_min": 1.0,
+            "training.flux_guidance_max": 4.0,
+            "training.caption_dropout_probability": 0.5,
+            "training.checkpointing_steps": 9,
+            "validation.validation_steps": 18,
+            "validation.validation_guidance_real": 2.0,
+            "validation.validation_guidance_rescale": 0.5,
+            "validation.user_prompt_library": "prompts.json",
+            "validation.validation_resolution": ["64x64"],
+            "validation.validation_num_inference_steps": 2,
+            "hub.push_checkpoints_to_hub": True,
+            "hub.hub_model_id": "someone/parity",
+        },
+        tiny_root=tiny_root,
+    )
+    (ws / "prompts.json").write_text(json.dumps({"anime_<token>": "a green circle"}))
+    data = ws / "datasets"
+    for folder, sizes in (("photos", [(192, 128)] * 4), ("tall", [(64, 768), (64, 768), (64, 832), (64, 832)])):
+        (data / folder).mkdir()
+        for i, size in enumerate(sizes):
+            Image.new("RGB", size, (40 * i, 90, 200)).save(data / folder / f"img_{i}.png")
+    (ws / "project.toml").write_text(
+        (ws / "project.toml").read_text()
+        + """
+[[datasets]]
+id = "photos"
+instance_data_dir = "datasets/photos"
+resolution = 128
+resolution_type = "pixel"
+caption_strategy = "filename"
+
+[[datasets]]
+id = "tall"
+instance_data_dir = "datasets/tall"
+resolution = 64
+resolution_type = "pixel"
+caption_strategy = "filename"
+
+[[datasets]]
+id = "photos-cropped"
+instance_data_dir = "datasets/photos"
+resolution = 128
+resolution_type = "pixel"
+caption_strategy = "filename"
+crop = true
+crop_aspect = "closest"
+crop_aspect_buckets = [0.5, 1.78]
+"""
+    )
+    proc = run_trainer(ws, "p", env={"HF_TOKEN": FAKE_TOKEN})
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    evs = events(ws, "p")
+    check_well_formed(evs, "p")
+    # an epoch of batches of 2: shapes 24 -> 12; photos 1 bucket -> 2; tall 2 buckets -> 2;
+    # photos-cropped -> 2. Every batch stacked (one size per bucket), or the run had failed
+    assert sorted(steps(evs)) == list(range(1, 19))
+    cache = ws / "cache" / "vae"
+    # crop = false keeps the 192x128 photo's 3:2 (latent 24 wide, 16 high), not a square
+    assert _latent_shapes(cache / "photos") == {(16, 16, 24): 4}
+    # 64x768 and 64x832 share the rounded aspect 0.08 but are two buckets of their own size
+    assert _latent_shapes(cache / "tall") == {(16, 96, 8): 2, (16, 104, 8): 2}
+    # crop_aspect = "closest" crops the 1.5 photo to the nearest listed aspect, 1.78 (256x128)
+    assert _latent_shapes(cache / "photos-cropped") == {(16, 16, 32): 4}
+    assert all(e["grad_norm"] > 0 for e in evs if e["type"] == "step")
+    warnings = [e for e in evs if e["type"] == "warning"]
+    assert any(w["key"] == "hub.push_checkpoints_to_hub" and "step 9" in w["message"] for w in warnings)
+    run_dir = ws / "outputs" / "p"
+    assert (run_dir / "checkpoints" / "checkpoint-18").is_dir()
+    assert FAKE_TOKEN not in proc.stdout + (run_dir / "events.jsonl").read_text()
+    (val,) = [e for e in evs if e["type"] == "validation"]  # at the end, with the library's prompt
+    assert sorted(val["images"]) == [
+        "validation/step-18/anime__token_-64x64.png",
+        "validation/step-18/validation-64x64.png",
+    ]

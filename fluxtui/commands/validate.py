@@ -54,9 +54,8 @@ def print_report(report: DatasetReport, base: Path, stream=sys.stdout) -> None:
     line("images", f"{len(report.images)}  ({report.captioned} captioned)")
     if report.buckets:
         first = True
-        for aspect, items in report.buckets.items():
-            target = max(set(i.target for i in items), key=[i.target for i in items].count)
-            line("buckets" if first else "", f"{aspect:.2f} {len(items):>7} images  -> {target[0]}x{target[1]}")
+        for (w, h), items in report.buckets.items():
+            line("buckets" if first else "", f"{w / h:.2f} {len(items):>7} images  -> {w}x{h}")
             first = False
     processes = f"{report.processes} process" + ("es" if report.processes != 1 else "")
     line("batches", f"{report.batches_per_epoch} per epoch per process ({processes})")

@@ -307,6 +307,12 @@ def check_value(opt: Option, value: Any) -> tuple[Any, tuple[str, str] | None]:
         if opt.max is not None and value > opt.max:
             return None, (f"{value} is above the maximum {_num(opt.max)}", f"use a value <= {_num(opt.max)}")
         return (float(value) if kind == "float" else value), None
+    if kind == "float_list":
+        if not isinstance(value, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in value
+        ):
+            return None, ("must be a list of positive numbers", f"e.g. {want}")
+        return [float(v) for v in value], None
     if kind in ("str_list", "int_list"):
         item = str if kind == "str_list" else int
         if not isinstance(value, list) or not all(isinstance(v, item) and not isinstance(v, bool) for v in value):

@@ -13,6 +13,7 @@ import errno
 import json
 import math
 import os
+import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,7 +28,12 @@ from .problems import Problem
 from .rules.base import problem_at, process_count, visible_gpu_count
 
 CACHE_VERSION = 1
-ALIGN = 64  # target sides are multiples of this (VAE 8x, 2x2 packing, and headroom)
+# Target sides are multiples of this. SimpleTuner forces 64 px for Flux (its
+# aspect_bucket_alignment; the VAE's 8x and the 2x2 packing alone would allow 16).
+ALIGN = 64
+# crop_aspect = "random" offers a bucket only when the image covers its target with this much
+# to spare on both sides (no upscaling); none fits -> 1:1, as in SimpleTuner.
+RANDOM_ASPECT_MARGIN = 1.2
 SHOWN = 5  # file names quoted in one problem message
 
 __all__ = [
@@ -53,8 +59,12 @@ class ImageInfo:
     height: int
     captions: tuple[str, ...]  # per caption_strategy; textfile: one caption per non-empty line
     target: tuple[int, int]  # training size (w, h): sides multiples of 64
-    bucket: float  # aspect w/h of target rounded to 2 decimals; 1.0 with crop_aspect = "square"
     mask: Path | None = None  # from mask_data_dir (same relative name), if any
+
+    @property
+    def bucket(self) -> tuple[int, int]:
+        """A bucket is its exact target size: images in it always stack into one batch."""
+        return self.target
 
 
 @dataclass(frozen=True)
@@ -70,7 +80,7 @@ class DatasetReport:
     folder: Path
     images: list[ImageInfo] = field(default_factory=list)  # usable images, sorted by path
     skipped: list[SkippedFile] = field(default_factory=list)
-    buckets: dict[float, list[ImageInfo]] = field(default_factory=dict)  # sorted by aspect
+    buckets: dict[tuple[int, int], list[ImageInfo]] = field(default_factory=dict)  # (w, h) -> images, by aspect
     uncaptioned: list[Path] = field(default_factory=list)  # usable images that fell back to the file name
     batches_per_epoch: int = 0  # micro-batches one process runs per epoch (all buckets, repeats included)
     problems: list[Problem] = field(default_factory=list)
@@ -98,8 +108,8 @@ class DatasetReport:
             "captioned": self.captioned,
             "uncaptioned": [rel(p) for p in self.uncaptioned],
             "buckets": [
-                {"aspect": aspect, "images": len(items), "target": list(_common_target(items))}
-                for aspect, items in self.buckets.items()
+                {"aspect": aspect_of(size), "images": len(items), "target": list(size)}
+                for size, items in self.buckets.items()
             ],
             "batches_per_epoch": self.batches_per_epoch,
             "steps_per_epoch": self.steps_per_epoch,
@@ -109,8 +119,9 @@ class DatasetReport:
         }
 
 
-def _common_target(items: list[ImageInfo]) -> tuple[int, int]:
-    return Counter(i.target for i in items).most_common(1)[0][0] if items else (0, 0)
+def aspect_of(size: tuple[int, int]) -> float:
+    """A bucket's aspect w/h, rounded for display (never used as a key)."""
+    return round(size[0] / size[1], 2)
 
 
 def _display(path: Path, base: Path | None) -> str:
@@ -152,24 +163,51 @@ def _scale_to(width: float, height: float, size: float, resolution_type: str) ->
     return math.sqrt(area * aspect), math.sqrt(area / aspect)
 
 
-def target_size(width: int, height: int, ds: Section) -> tuple[int, int]:
-    """Training size (w, h) of an image, sides multiples of 64: resolution in its unit,
-    square or aspect-preserving, after the maximum_image_size downsample."""
+def target_size(width: int, height: int, ds: Section, rng_key: str = "") -> tuple[int, int]:
+    """Training size (w, h) of an image, sides multiples of 64 (SimpleTuner's meaning).
+
+    crop = false: the image keeps its aspect; resized to the resolution in its unit, sides
+    rounded to the alignment (the sliver is trimmed when cropping to it). crop = true:
+    crop_aspect "square" is 1:1, "preserve" the image's aspect, "closest" / "random" an aspect
+    from crop_aspect_buckets (random: one the image covers without upscaling, else 1:1)."""
     kind = ds.resolution_type
     resolution = max(float(ds.resolution or 0), 1e-6)
-    if ds.crop_aspect == "square":
+    crop = bool(getattr(ds, "crop", False))
+    if crop and ds.crop_aspect == "square":
         edge = _align(math.sqrt(_area_px(resolution, kind)) if kind != "pixel" else resolution)
         return edge, edge
     w, h = float(max(1, width)), float(max(1, height))
     big, down = ds.maximum_image_size, ds.target_downsample_size
     if big and down and _measure(w, h, kind) > big:
         w, h = (max(1.0, round(v)) for v in _scale_to(w, h, down, kind))
+    if crop and ds.crop_aspect in ("closest", "random"):
+        aspect = crop_aspect_for(w, h, ds, rng_key)
+        w, h = aspect, 1.0
     tw, th = _scale_to(w, h, resolution, kind)
     return _align(tw), _align(th)
 
 
-def bucket_of(target: tuple[int, int], ds: Section) -> float:
-    return 1.0 if ds.crop_aspect == "square" else round(target[0] / target[1], 2)
+def crop_aspect_for(width: float, height: float, ds: Section, rng_key: str = "") -> float:
+    """The aspect crop_aspect "closest" / "random" crops an image to, from crop_aspect_buckets.
+    random is reproducible per image (rng_key), so the scan and every run agree."""
+    buckets = [float(b) for b in (getattr(ds, "crop_aspect_buckets", None) or []) if b > 0]
+    if not buckets:
+        return 1.0
+    if ds.crop_aspect == "closest":
+        aspect = round(width / height, 2)
+        return min(buckets, key=lambda b: abs(b - aspect))
+    resolution = max(float(ds.resolution or 0), 1e-6)
+    fits = []
+    for b in buckets:
+        tw, th = _scale_to(b, 1.0, resolution, ds.resolution_type)
+        if _align(tw) * RANDOM_ASPECT_MARGIN < width and _align(th) * RANDOM_ASPECT_MARGIN < height:
+            fits.append(b)
+    return random.Random(f"fluxtui-aspect-{rng_key}").choice(fits) if fits else 1.0
+
+
+def bucket_of(target: tuple[int, int], ds: Section) -> tuple[int, int]:
+    """The bucket of a target size: the size itself (two sizes never share a bucket)."""
+    return tuple(target)  # type: ignore[return-value]
 
 
 def too_small(width: int, height: int, ds: Section) -> str | None:
@@ -464,7 +502,8 @@ def scan_dataset(project: Project, index: int, *, cache: bool = True) -> Dataset
 
     masks = _mask_index(masks_folder, skip_dirs) if masks_folder is not None and masks_folder.is_dir() else {}
     unmasked = 0
-    sized: dict[tuple[int, int], tuple[tuple[int, int], float]] = {}  # (w, h) -> (target, bucket)
+    sized: dict[tuple[int, int], tuple[int, int]] = {}  # (w, h) -> target
+    per_image = bool(ds.crop) and ds.crop_aspect == "random"  # the draw depends on the file
     for e in listing.images:
         if e.size == 0:
             report.skipped.append(SkippedFile(e.path, imagesize.ZERO_BYTES))
@@ -484,22 +523,24 @@ def scan_dataset(project: Project, index: int, *, cache: bool = True) -> Dataset
         if not captions:
             report.uncaptioned.append(path)
             captions = (_filename_caption(e.stem),)
-        geometry = sized.get((width, height))
-        if geometry is None:
-            target = target_size(width, height, ds)
-            geometry = sized[width, height] = (target, bucket_of(target, ds))
+        if per_image:
+            target = target_size(width, height, ds, rng_key=e.rel)
+        else:
+            target = sized.get((width, height))
+            if target is None:
+                target = sized[width, height] = target_size(width, height, ds)
         mask = None
         if masks_folder is not None:
             mask = masks.get(e.stem)
             unmasked += mask is None
-        report.images.append(ImageInfo(path, width, height, captions, geometry[0], geometry[1], mask))
+        report.images.append(ImageInfo(path, width, height, captions, target, mask))
     store.save()
     report.skipped.sort(key=lambda s: s.path)
 
-    buckets: dict[float, list[ImageInfo]] = {}
+    buckets: dict[tuple[int, int], list[ImageInfo]] = {}
     for info in report.images:
         buckets.setdefault(info.bucket, []).append(info)
-    report.buckets = dict(sorted(buckets.items()))
+    report.buckets = dict(sorted(buckets.items(), key=lambda kv: (kv[0][0] / kv[0][1], kv[0])))
 
     report.problems += _file_problems(project, report, listing, shown, masks_folder, unmasked)
     report.problems += _size_rule(project, report)
@@ -642,20 +683,19 @@ def _size_rule(project: Project, report: DatasetReport) -> list[Problem]:
         f"x {processes} process{'es' if processes != 1 else ''}{auto}"
     )
     out = []
-    for aspect, items in short.items():
+    for (tw, th), items in short.items():
         n = len(items)
         fix_repeats = math.ceil(needed / n) - 1
-        tw, th = _common_target(items)
         fix = f"set repeats = {fix_repeats}"
         if len(short) > 1 and fixes_all != fix_repeats:
             fix += f" ({fixes_all} fills every bucket)"
         fix += ", add images of this shape"
-        if ds.crop_aspect != "square":
-            fix += ', or use crop_aspect = "square"'
+        if not (ds.crop and ds.crop_aspect == "square"):
+            fix += ', or use crop = true with crop_aspect = "square"'
         out.append(
             problem_at(
                 project,
-                f"dataset `{ds.id}`, bucket {aspect:.2f} ({tw}x{th}): {n} image{'s' if n != 1 else ''} x "
+                f"dataset `{ds.id}`, bucket {tw / th:.2f} ({tw}x{th}): {n} image{'s' if n != 1 else ''} x "
                 f"(repeats {ds.repeats} + 1) = {n * passes} < {needed} needed per optimizer step ({why})",
                 f"datasets[{report.index}].repeats",
                 fix=fix,

@@ -76,7 +76,8 @@ VAE_TILE_PIXELS = 1024 * 1024  # diffusers tiles the FLUX VAE (sample_size 1024)
 # CUDA context, cuBLAS/cuDNN workspaces: nvidia-smi shows it, torch's allocator counters don't.
 CUDA_CONTEXT_GIB = 0.5
 # "pixel" resolution fixes the shorter edge: an aspect bucket can hold more pixels than a
-# square. Assume 3:2 buckets unless crop_aspect is "square".
+# square. Assume 3:2 buckets unless every image is cropped square (crop = true, crop_aspect
+# "square"); without crop each image keeps its own aspect.
 PIXEL_BUCKET_AREA = 1.5
 #
 # Fitted to SPEC.md's seed figures (from SimpleTuner's Flux quickstart: rank-16 LoRA on all
@@ -252,7 +253,7 @@ def _dataset_pixels(ds: Any) -> float:
     if ds.resolution_type == "area":
         return r * 1e6
     px = r * r
-    if ds.resolution_type == "pixel" and ds.crop_aspect != "square":
+    if ds.resolution_type == "pixel" and not (ds.crop and ds.crop_aspect == "square"):
         px *= PIXEL_BUCKET_AREA
     return px
 
@@ -303,7 +304,7 @@ def _plan(project: Any) -> _Plan:
     else:
         pixels = 1024 * 1024
         notes.append("no active dataset: assumed 1024x1024 px")
-    if any(d.resolution_type == "pixel" and d.crop_aspect != "square" for d in active):
+    if any(d.resolution_type == "pixel" and not (d.crop and d.crop_aspect == "square") for d in active):
         notes.append(f'"pixel" resolution with aspect buckets: assumed buckets up to 3:2 (x{PIXEL_BUCKET_AREA} area)')
     text = int(m.tokenizer_max_length or pipe.t5_max_length)
     lc = project.lora

@@ -128,6 +128,8 @@ def _json_type(o: Option) -> dict:
         s = {"type": "array", "items": {"type": "string"}}
     elif kind == "int_list":
         s = {"type": "array", "items": {"type": "integer"}}
+    elif kind == "float_list":
+        s = {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}}
     elif kind == "prompts":
         s = {"type": "object", "additionalProperties": {"type": "string"}}
     elif kind == "routes":

@@ -4,7 +4,7 @@ The TUI form, validation, the commented template, docs/options.md and the JSON S
 all generated from OPTIONS. Option names follow SimpleTuner's so people can search for them.
 
 An option's `kind` says how a TOML value is checked:
-  str, path, int, float, bool, str_list, int_list, auto_int ("auto" or an int),
+  str, path, int, float, bool, str_list, int_list, float_list, auto_int ("auto" or an int),
   prompts (a table of name = prompt), routes (TREAD routes: a list of tables).
 `resume_safe` says whether a running training can absorb a change of it by resuming from a
 checkpoint (learning rate, steps...) or whether the change needs a new run (rank, model...).
@@ -65,6 +65,16 @@ SECTIONS = {
 }
 
 FLOW_SCHEDULE_SHIFT = 3.0  # what an empty flow_schedule_shift means (Flux's usual)
+# What an empty flux_guidance_value means per flavour (SimpleTuner trains fluxbooru at 3.5).
+FLUX_GUIDANCE_VALUE = {"fluxbooru": 3.5}
+FLUX_GUIDANCE_DEFAULT = 1.0
+
+
+def flux_guidance_value(training: Any, flavour: str) -> float:
+    """The constant training guidance: the option, else the flavour's default."""
+    value = getattr(training, "flux_guidance_value", None)
+    return float(value) if value is not None else FLUX_GUIDANCE_VALUE.get(flavour, FLUX_GUIDANCE_DEFAULT)
+
 
 # Ranges shared by several options. A seed feeds torch, numpy and random, and derived seeds
 # (seed * 1_000_003 + batch) must stay inside torch's 64 bits: 32-bit seeds do.
@@ -317,10 +327,20 @@ OPTIONS: tuple[Option, ...] = (
         "training",
         "max_grad_norm",
         "float",
-        1.0,
-        "Clip gradients to this norm; 0 turns clipping off.",
+        2.0,
+        "Gradient clipping threshold (SimpleTuner's default 2.0): each gradient value with "
+        'grad_clip_method = "value", the global norm with "norm"; 0 turns clipping off.',
         min=0.0,
         max=10_000.0,
+    ),
+    _o(
+        "training",
+        "grad_clip_method",
+        "str",
+        "value",
+        "value: clamp every gradient element to +-max_grad_norm (SimpleTuner's default); "
+        "norm: scale all gradients so their global norm is at most max_grad_norm.",
+        choices=("value", "norm"),
     ),
     _o("training", "seed", "int", 42, "Random seed for data order, noise and timesteps.", min=0, max=MAX_SEED),
     _o(
@@ -366,8 +386,9 @@ OPTIONS: tuple[Option, ...] = (
         "flow_schedule_shift",
         "float",
         None,
-        "Fixed timestep shift s: sigma' = s*sigma / (1 + (s-1)*sigma); empty means 3.0. Higher "
-        "favours noisier timesteps (composition), lower favours detail. Excludes auto shift.",
+        "Fixed timestep shift s: sigma' = s*sigma / (1 + (s-1)*sigma); empty means 3.0, 0 means "
+        "no shift (as in SimpleTuner). Higher favours noisier timesteps (composition), lower "
+        "favours detail. Excludes auto shift.",
         min=0.0,
         max=100.0,
         example=3.0,
@@ -388,13 +409,52 @@ OPTIONS: tuple[Option, ...] = (
     ),
     _o(
         "training",
+        "flux_guidance_mode",
+        "str",
+        "constant",
+        "constant: every sample gets flux_guidance_value; random-range: each sample draws its "
+        "guidance uniformly from flux_guidance_min .. flux_guidance_max.",
+        choices=("constant", "random-range"),
+    ),
+    _o(
+        "training",
         "flux_guidance_value",
         "float",
-        1.0,
-        "Guidance given to the transformer in training; 1.0 keeps the dev distillation, "
-        "3.5-4.5 re-introduces CFG (validation then needs real CFG).",
+        None,
+        "Guidance given to the transformer in training; empty means the flavour's (3.5 for "
+        "fluxbooru, as SimpleTuner, else 1.0). 1.0 keeps the dev distillation, 3.5-4.5 "
+        "re-introduces CFG (validation then needs real CFG).",
         min=0.0,
         max=100.0,
+        example=1.0,
+    ),
+    _o(
+        "training",
+        "flux_guidance_min",
+        "float",
+        0.0,
+        'Lowest guidance drawn with flux_guidance_mode = "random-range".',
+        min=0.0,
+        max=100.0,
+    ),
+    _o(
+        "training",
+        "flux_guidance_max",
+        "float",
+        4.0,
+        'Highest guidance drawn with flux_guidance_mode = "random-range".',
+        min=0.0,
+        max=100.0,
+    ),
+    _o(
+        "training",
+        "caption_dropout_probability",
+        "float",
+        0.0,
+        "Share of samples trained on the empty caption's embedding instead of their own "
+        "(SimpleTuner's caption dropout; 0.1 is usual, 0 turns it off).",
+        min=0.0,
+        max=1.0,
     ),
     _o(
         "training",
@@ -524,6 +584,25 @@ OPTIONS: tuple[Option, ...] = (
         max=200,
     ),
     _o("validation", "validation_seed", "int", 42, "Seed of the validation noise.", min=0, max=MAX_SEED),
+    _o(
+        "validation",
+        "validation_guidance_rescale",
+        "float",
+        0.0,
+        "CFG rescale (0 .. 1) of the real-CFG prediction towards the positive one's spread; "
+        "needs validation_guidance_real > 1.",
+        min=0.0,
+        max=1.0,
+    ),
+    _o(
+        "validation",
+        "user_prompt_library",
+        "path",
+        None,
+        'A JSON file of named validation prompts, {"anime_<token>": "a prompt"} as in '
+        "SimpleTuner (relative to the workspace); rendered besides [validation.prompts].",
+        example="prompt_library.json",
+    ),
     _o(
         "validation",
         "prompts",
@@ -660,6 +739,13 @@ OPTIONS: tuple[Option, ...] = (
     _o("hub", "push_to_hub", "bool", False, "Upload the final LoRA with a model card."),
     _o("hub", "hub_model_id", "str", None, "Repo to upload to, e.g. you/my-flux-lora.", example="you/my-flux-lora"),
     _o("hub", "hub_private", "bool", True, "Create the repo as private."),
+    _o(
+        "hub",
+        "push_checkpoints_to_hub",
+        "bool",
+        False,
+        "Also upload every checkpoint's LoRA to hub_model_id (under checkpoints/) as it is saved.",
+    ),
     # -- text_embeds -----------------------------------------------------------------------
     _o(
         "text_embeds",
@@ -717,14 +803,31 @@ OPTIONS: tuple[Option, ...] = (
         choices=("pixel", "area", "pixel_area"),
         resume_safe=False,
     ),
-    _o("datasets", "crop", "bool", False, "Crop to the bucket's size instead of resizing only.", resume_safe=False),
+    _o(
+        "datasets",
+        "crop",
+        "bool",
+        False,
+        "Crop to crop_aspect. Off: each image keeps its aspect (resized to the resolution, "
+        "sides aligned to 64 px, only the sliver left by the alignment trimmed).",
+        resume_safe=False,
+    ),
     _o(
         "datasets",
         "crop_aspect",
         "str",
         "square",
-        "square: everything in bucket 1.0; preserve/closest/random: aspect buckets.",
+        "With crop = true: square (1:1), preserve (the image's aspect), closest or random "
+        "(an aspect from crop_aspect_buckets). Without crop every image keeps its aspect.",
         choices=("square", "preserve", "random", "closest"),
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "crop_aspect_buckets",
+        "float_list",
+        [],
+        'Aspects (w/h) that crop_aspect = "closest" / "random" crop to, e.g. [0.75, 1.0, 1.5].',
         resume_safe=False,
     ),
     _o(

@@ -58,7 +58,7 @@ class Entry:
     dataset: int  # index into the run's active datasets
     image: Path
     captions: tuple[str, ...]
-    bucket: float
+    bucket: tuple[int, int]  # its exact target size (w, h)
     latent: Path  # its cache file
     record: str  # what the cache file must say it was made from
     geometry: data.Geometry
@@ -77,9 +77,7 @@ def make_entry(dataset_index: int, ds: Any, info: Any, *, folder: Path, vae_id: 
     """Where image `info` (a core.datasets.ImageInfo) is cached and what the file must record."""
     path = Path(info.path)
     tw, th = info.target
-    geo = data.geometry(
-        info.width, info.height, (tw, th), crop=bool(ds.crop), crop_style=ds.crop_style, rng_key=f"{path}{seed_key}"
-    )
+    geo = data.geometry(info.width, info.height, (tw, th), crop_style=ds.crop_style, rng_key=f"{path}{seed_key}")
     shrink = data.downsample_size(info.width, info.height, ds)
     mask = Path(info.mask) if getattr(info, "mask", None) else None
     record = data.short_hash(
@@ -96,7 +94,7 @@ def make_entry(dataset_index: int, ds: Any, info: Any, *, folder: Path, vae_id: 
         dataset=dataset_index,
         image=path,
         captions=tuple(info.captions),
-        bucket=float(info.bucket),
+        bucket=(tw, th),
         latent=folder / name,
         record=record,
         geometry=geo,
@@ -270,6 +268,8 @@ def build_all(
         entries += [make_entry(i, ds, info, folder=folder, vae_id=vae_id) for info in report.images]
     text_cache = TextCache(project.resolve(project.text_embeds.cache_dir), text_identity(m), m.t5_max_length)
     captions = [c for e in entries for c in e.captions] + validation.texts_to_cache(project)
+    if project.training.caption_dropout_probability > 0:
+        captions.append("")  # the dropped caption's embedding
 
     if accelerator.is_main_process:
         offload = project.memory.offload_during_startup and device.type != "cpu"
@@ -313,11 +313,13 @@ def build_all(
     return usable, text_cache
 
 
-def bucketed(project: Any, reports: list[Any], entries: list[Any]) -> list[tuple[Any, dict[float, list[Any]]]]:
+def bucketed(
+    project: Any, reports: list[Any], entries: list[Any]
+) -> list[tuple[Any, dict[tuple[int, int], list[Any]]]]:
     """Per active dataset: its config and its usable entries grouped by bucket."""
     out = []
     for i, report in enumerate(reports):
-        buckets: dict[float, list[Any]] = {}
+        buckets: dict[tuple[int, int], list[Any]] = {}
         for e in entries:
             if e.dataset == i:
                 buckets.setdefault(e.bucket, []).append(e)

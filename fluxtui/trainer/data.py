@@ -28,7 +28,7 @@ from typing import Any
 class SamplerDataset:
     """What the sampler needs of one dataset: its buckets of items, repeats and weight."""
 
-    buckets: dict[float, Sequence[Any]]
+    buckets: dict[Any, Sequence[Any]]  # bucket key (its exact (w, h) target) -> items
     repeats: int = 0
     probability: float = 1.0
 
@@ -36,7 +36,7 @@ class SamplerDataset:
 @dataclass(frozen=True)
 class Batch:
     dataset: int  # index into the sampler's datasets
-    bucket: float
+    bucket: Any
     items: tuple[Any, ...]
     epoch: int  # 1-based
     index: int  # global batch index g
@@ -48,7 +48,7 @@ class BucketSampler:
         self.batch_size = batch_size
         self.seed = seed
         self._plan_epoch = -1
-        self._plan: list[tuple[int, float, tuple[Any, ...]]] = []
+        self._plan: list[tuple[int, Any, tuple[Any, ...]]] = []
         self.epoch_length = sum(self._batches_in(i) for i in range(len(self.datasets)))
         if self.epoch_length == 0:
             raise ValueError("no batches: every dataset is empty or has probability 0")
@@ -66,19 +66,19 @@ class BucketSampler:
         ds, bucket, items = plan[k]
         return Batch(ds, bucket, items, epoch + 1, g)
 
-    def epoch_plan(self, epoch: int) -> list[tuple[int, float, tuple[Any, ...]]]:
+    def epoch_plan(self, epoch: int) -> list[tuple[int, Any, tuple[Any, ...]]]:
         if epoch != self._plan_epoch:
             self._plan = self._make_plan(epoch)
             self._plan_epoch = epoch
         return self._plan
 
-    def _make_plan(self, epoch: int) -> list[tuple[int, float, tuple[Any, ...]]]:
+    def _make_plan(self, epoch: int) -> list[tuple[int, Any, tuple[Any, ...]]]:
         # A string seed is hashed with sha512 by random.Random: stable across processes and
         # Python runs (unlike hash()).
         rng = random.Random(f"fluxtui-sampler-{self.seed}-{epoch}")
-        per_dataset: list[list[tuple[float, tuple[Any, ...]]]] = []
+        per_dataset: list[list[tuple[Any, tuple[Any, ...]]]] = []
         for d in self.datasets:
-            batches: list[tuple[float, tuple[Any, ...]]] = []
+            batches: list[tuple[Any, tuple[Any, ...]]] = []
             if d.probability > 0:
                 for bucket in sorted(d.buckets):
                     items = list(d.buckets[bucket])
@@ -94,7 +94,7 @@ class BucketSampler:
                 rng.shuffle(batches)
             per_dataset.append(batches)
 
-        plan: list[tuple[int, float, tuple[Any, ...]]] = []
+        plan: list[tuple[int, Any, tuple[Any, ...]]] = []
         cursor = [0] * len(per_dataset)
         while True:
             live = [i for i, b in enumerate(per_dataset) if cursor[i] < len(b)]
@@ -112,8 +112,11 @@ def steps_for_epochs(epochs: int, epoch_length: int, batches_per_step: int) -> i
     return max(1, math.ceil(epochs * epoch_length / batches_per_step))
 
 
-def pick_caption(captions: Sequence[str], seed: int, g: int, slot: int) -> str:
-    """One of an image's captions, reproducibly for (seed, batch, slot in batch)."""
+def pick_caption(captions: Sequence[str], seed: int, g: int, slot: int, *, dropout: float = 0.0) -> str:
+    """One of an image's captions, reproducibly for (seed, batch, slot in batch); with
+    caption dropout, the empty caption on that share of samples (SimpleTuner's meaning)."""
+    if dropout > 0 and random.Random(f"fluxtui-dropout-{seed}-{g}-{slot}").random() < dropout:
+        return ""
     if len(captions) <= 1:
         return captions[0] if captions else ""
     return random.Random(f"fluxtui-caption-{seed}-{g}-{slot}").choice(list(captions))
@@ -138,15 +141,12 @@ class Geometry:
         return f"{self.resize_w}x{self.resize_h}+{self.left}+{self.top}:{self.target_w}x{self.target_h}"
 
 
-def geometry(
-    src_w: int, src_h: int, target: tuple[int, int], *, crop: bool, crop_style: str, rng_key: str = ""
-) -> Geometry:
-    """crop = true: scale to cover the target, then cut it out (center, top-left corner, or
-    a random place that is the same for the same image every time, so caches stay valid).
-    crop = false: resize straight to the target (buckets keep the distortion small)."""
+def geometry(src_w: int, src_h: int, target: tuple[int, int], *, crop_style: str, rng_key: str = "") -> Geometry:
+    """Scale to cover the target keeping the aspect, then cut the target out (center,
+    top-left corner, or a random place that is the same for the same image every time, so
+    caches stay valid). With crop = false the target has the image's own aspect, so only the
+    sliver the alignment leaves is cut (SimpleTuner's intermediary size, then its crop)."""
     tw, th = target
-    if not crop:
-        return Geometry(tw, th, 0, 0, tw, th)
     scale = max(tw / src_w, th / src_h)
     rw, rh = max(tw, math.ceil(src_w * scale - 1e-6)), max(th, math.ceil(src_h * scale - 1e-6))
     if crop_style == "corner":

@@ -45,6 +45,14 @@ def auto_shift(image_seq_len: int) -> float:
     return math.exp(AUTO_SHIFT_M * image_seq_len + AUTO_SHIFT_B)
 
 
+def fixed_shift(option: float | None, default: float = 3.0) -> float:
+    """The shift flow_schedule_shift asks for: empty -> the default (3.0), 0 -> none (1.0:
+    sigmas from the unshifted schedule, SimpleTuner's meaning of 0), else the value."""
+    if option is None:
+        return default
+    return 1.0 if option == 0 else float(option)
+
+
 def sample_sigmas(
     batch: int,
     *,
@@ -125,6 +133,39 @@ def text_ids(seq_len: int) -> torch.Tensor:
 def guidance_vector(batch: int, value: float, has_guidance: bool) -> torch.Tensor | None:
     """Only guidance-distilled transformers (dev, krea) take a guidance input."""
     return torch.full((batch,), float(value)) if has_guidance else None
+
+
+def training_guidance(
+    batch: int,
+    *,
+    mode: str,
+    value: float,
+    low: float,
+    high: float,
+    has_guidance: bool,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor | None:
+    """constant: every sample gets `value`; random-range: each draws U(low, high)."""
+    if not has_guidance:
+        return None
+    if mode == "random-range":
+        return low + (high - low) * torch.rand(batch, generator=generator)
+    return guidance_vector(batch, value, has_guidance)
+
+
+def rescale_cfg(guided: torch.Tensor, positive: torch.Tensor, phi: float) -> torch.Tensor:
+    """CFG rescale: blend the guided prediction with itself scaled to the positive one's
+    standard deviation, phi * g * std(pos)/std(g) + (1 - phi) * g (per sample)."""
+    if phi <= 0:
+        return guided
+    dims = tuple(range(1, guided.ndim))
+    scaled = guided * (positive.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True).clamp_min(1e-12))
+    return phi * scaled + (1 - phi) * guided
+
+
+def real_cfg(positive: torch.Tensor, negative: torch.Tensor, scale: float, rescale: float = 0.0) -> torch.Tensor:
+    """Classifier-free guidance neg + s*(pos - neg), then the optional CFG rescale."""
+    return rescale_cfg(negative + scale * (positive - negative), positive, rescale)
 
 
 def joint_attention_mask(t5_mask: torch.Tensor, image_tokens: int) -> torch.Tensor:

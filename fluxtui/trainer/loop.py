@@ -14,7 +14,6 @@ plumbing in setup.py, events and log lines in telemetry.py.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 
 from fluxtui import __version__
 from fluxtui.core import checkpoints as core_checkpoints
-from fluxtui.core.schema import FLOW_SCHEDULE_SHIFT
+from fluxtui.core.schema import FLOW_SCHEDULE_SHIFT, flux_guidance_value
 from fluxtui.core.workspace import Workspace
 
 from . import setup, telemetry
@@ -224,6 +223,8 @@ def _train(
                 },
             )
             removed = checkpoint.prune(run_dir, t.checkpoints_total_limit)
+            if project.hub.push_checkpoints_to_hub:
+                outputs.push_checkpoint(path, project, tel, step=progress.step)
             tel.emit(
                 "checkpoint",
                 step=progress.step,
@@ -254,21 +255,32 @@ def _train(
         dtype = m.weight_dtype
         latents, masks = zip(*(caches.load_latent(e) for e in batch.items))
         x0 = flow.pack_latents(torch.stack(latents).to(device, dtype))
-        captions = [data.pick_caption(e.captions, t.seed, batch.index, i) for i, e in enumerate(batch.items)]
+        captions = [
+            data.pick_caption(e.captions, t.seed, batch.index, i, dropout=t.caption_dropout_probability)
+            for i, e in enumerate(batch.items)
+        ]
         t5, pooled, t5_mask = (x.to(device) for x in text_cache.load_batch(captions))
         gen = torch.Generator().manual_seed(t.seed * 1_000_003 + batch.index)  # same draw after a resume
         noise = torch.randn(x0.shape, generator=gen).to(device, dtype)
         sigma = flow.sample_sigmas(
             x0.shape[0],
             image_seq_len=x0.shape[1],
-            shift=FLOW_SCHEDULE_SHIFT if t.flow_schedule_shift is None else t.flow_schedule_shift,
+            shift=flow.fixed_shift(t.flow_schedule_shift, FLOW_SCHEDULE_SHIFT),
             auto=t.flow_schedule_auto_shift,
             fast=t.flux_fast_schedule or m.flavour == "schnell",
             generator=gen,
         ).to(device)
         if router is not None:
             router.generator = gen
-        guidance = flow.guidance_vector(x0.shape[0], t.flux_guidance_value, m.has_guidance)
+        guidance = flow.training_guidance(
+            x0.shape[0],
+            mode=t.flux_guidance_mode,
+            value=flux_guidance_value(t, m.flavour),
+            low=t.flux_guidance_min,
+            high=t.flux_guidance_max,
+            has_guidance=m.has_guidance,
+            generator=gen,
+        )
         inputs = {
             "hidden_states": flow.noisy_latents(x0, noise, sigma),
             "encoder_hidden_states": t5.to(dtype),
@@ -315,8 +327,7 @@ def _train(
                 loss = batch_loss(batch)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:  # the last micro-batch of the step
-                    norm = accelerator.clip_grad_norm_(params, t.max_grad_norm or math.inf)
-                    grad_norm = float(norm) if norm is not None else 0.0
+                    grad_norm = optim.clip_gradients(params, t.max_grad_norm, t.grad_clip_method, accelerator)
                     optimizer.step()
                     lr_scheduler.step()
                     optimizer.zero_grad(set_to_none=True)

@@ -203,3 +203,22 @@ def schedule_settings(project: Any, total_steps: int) -> dict[str, Any]:
         "training.lr_warmup_steps": int(t.lr_warmup_steps),
         "total_steps": int(total_steps),
     }
+
+
+def clip_gradients(
+    params: list[torch.nn.Parameter], max_grad_norm: float, method: str, accelerator: Any = None
+) -> float:
+    """Clip before the optimizer step, as SimpleTuner does: "value" clamps every gradient
+    element to +-max_grad_norm, "norm" scales all of them so their global L2 norm is at most
+    max_grad_norm; 0 clips nothing. Returns the global norm before clipping (for the events).
+    Through the accelerator when given, so mixed-precision scalers are undone first."""
+    if method == "norm" and max_grad_norm > 0:
+        norm = (accelerator.clip_grad_norm_ if accelerator else torch.nn.utils.clip_grad_norm_)(params, max_grad_norm)
+        return float(norm) if norm is not None else 0.0
+    if accelerator is not None:
+        accelerator.unscale_gradients()
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_value_(params, max_grad_norm)
+    return norm

@@ -48,6 +48,9 @@ _CARD_KEYS = (
     "training.lr_scheduler",
     "training.optimizer",
     "training.seed",
+    "training.max_grad_norm",
+    "training.grad_clip_method",
+    "training.flux_guidance_mode",
     "training.flux_guidance_value",
     "training.flow_schedule_shift",
     "training.flow_schedule_auto_shift",
@@ -186,6 +189,38 @@ def push_to_hub(lora_dir: Path, project: Any, tel: Any) -> str | None:
     url = str(getattr(info, "repo_url", "") or f"https://huggingface.co/{repo_id}")
     tel.log(f"uploaded to {url}")
     return url
+
+
+def push_checkpoint(checkpoint_dir: Path, project: Any, tel: Any, *, step: int) -> str | None:
+    """push_checkpoints_to_hub: upload a checkpoint's LoRA to checkpoints/checkpoint-<step>/
+    of hub_model_id (the optimizer state stays local). A failure is a warning."""
+    from .checkpoint import LORA_FILE
+
+    repo_id = project.hub.hub_model_id
+    if not repo_id:
+        tel.warning("push_checkpoints_to_hub is on but hub_model_id is empty: nothing uploaded", "hub.hub_model_id")
+        return None
+    target = f"checkpoints/checkpoint-{step}/{LORA_FILE}"
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        api.create_repo(repo_id, private=bool(project.hub.hub_private), exist_ok=True, repo_type="model")
+        api.upload_file(
+            path_or_fileobj=str(Path(checkpoint_dir) / LORA_FILE),
+            path_in_repo=target,
+            repo_id=repo_id,
+            commit_message=f"fluxtui: checkpoint {step}",
+        )
+    except Exception as exc:
+        tel.warning(
+            f"push_checkpoints_to_hub failed at step {step} ({_hub_reason(exc)}); the checkpoint is kept in "
+            f"{checkpoint_dir}",
+            "hub.push_checkpoints_to_hub",
+        )
+        return None
+    tel.log(f"checkpoint {step} uploaded to {repo_id}/{target}")
+    return target
 
 
 def _hub_reason(exc: BaseException) -> str:

@@ -1,8 +1,9 @@
 """Validation images during training.
 
-Every prompt (validation_prompt, named "validation", plus the [validation.prompts] library)
-at every validation_resolution, with the configured distilled guidance, real CFG (> 1 adds
-a pass with the negative prompt), steps and seed. The text encoders are gone by then: the
+Every prompt (validation_prompt, named "validation", plus the [validation.prompts] library
+and the user_prompt_library file) at every validation_resolution, with the configured
+distilled guidance, real CFG (> 1 adds a pass with the negative prompt, optionally rescaled),
+the T5 attention mask when the run trained with it, steps and seed. The text encoders are gone by then: the
 prompts' embeddings were put in the text cache with the captions, so sampling needs only
 the transformer and the VAE.
 """
@@ -18,6 +19,9 @@ from typing import Any
 
 import torch
 
+from fluxtui.core import prompt_library
+
+from .guided import GuidedTransformer
 from .quiet import only_transformers_errors
 
 DEFAULT_PROMPT_NAME = "validation"
@@ -35,6 +39,9 @@ def prompts(project: Any) -> list[Prompt]:
     if v.validation_prompt:
         out.append(Prompt(DEFAULT_PROMPT_NAME, v.validation_prompt))
     out += [Prompt(name, text) for name, text in (v.prompts or {}).items()]
+    if v.user_prompt_library:  # checked by core.rules before the run
+        library = prompt_library.load(project.resolve(v.user_prompt_library))
+        out += [Prompt(prompt_library.file_name(name), text) for name, text in library.items()]
     return out
 
 
@@ -48,6 +55,12 @@ def resolutions(project: Any) -> list[tuple[int, int]]:
 
 def real_cfg(project: Any) -> bool:
     return float(project.validation.validation_guidance_real) > 1.0
+
+
+def masked_sampling(project: Any, flavour: str) -> bool:
+    """Sample with the T5 padding masked: when the run trains masked, and always for libreflux,
+    which was itself trained that way."""
+    return bool(project.training.flux_attention_masked_training) or flavour == "libreflux"
 
 
 def texts_to_cache(project: Any) -> list[str]:
@@ -76,10 +89,10 @@ class Validator:
         self.run_dir = Path(run_dir)
         self.device = device
 
-    def _embeds(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
-        t5, pooled, _mask = self.text_cache.load(text)
+    def _embeds_and_mask(self, text: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        t5, pooled, mask = self.text_cache.load(text)
         dtype = self.models.weight_dtype
-        return t5[None].to(self.device, dtype), pooled[None].to(self.device, dtype)
+        return t5[None].to(self.device, dtype), pooled[None].to(self.device, dtype), mask[None].to(self.device)
 
     def run(self, step: int, transformer: Any, *, autocast: Any = contextlib.nullcontext) -> tuple[list[str], float]:
         """Render every prompt x resolution; returns (paths relative to the run folder, seconds)."""
@@ -88,6 +101,12 @@ class Validator:
 
         v = self.project.validation
         started = time.monotonic()
+        guided = GuidedTransformer(  # real CFG, its rescale and the T5 mask are done in there
+            transformer,
+            masked=masked_sampling(self.project, self.models.flavour),
+            cfg_scale=float(v.validation_guidance_real),
+            rescale=float(v.validation_guidance_rescale),
+        )
         offloaded = self.project.memory.enable_model_cpu_offload
         if offloaded:  # the VAE waits on the CPU between validations
             self.models.vae.to(self.device)
@@ -98,17 +117,10 @@ class Validator:
             tokenizer=self.models.tokenizer,
             text_encoder_2=None,
             tokenizer_2=self.models.tokenizer_2,
-            transformer=transformer,
+            transformer=guided,
         )
         pipe.set_progress_bar_config(disable=True)
-        negative: dict[str, Any] = {}
-        if real_cfg(self.project):
-            neg_t5, neg_pooled = self._embeds(v.validation_negative_prompt or "")
-            negative = {
-                "negative_prompt_embeds": neg_t5,
-                "negative_pooled_prompt_embeds": neg_pooled,
-                "true_cfg_scale": float(v.validation_guidance_real),
-            }
+        negative = self._embeds_and_mask(v.validation_negative_prompt or "") if real_cfg(self.project) else None
         folder = self.run_dir / "validation" / f"step-{step}"
         folder.mkdir(parents=True, exist_ok=True)
         written = []
@@ -121,7 +133,8 @@ class Validator:
             # Sampling must not move the training RNG: a resumed run has to see the same numbers.
             with torch.random.fork_rng(devices=_cuda_devices(self.device)), torch.no_grad(), autocast():
                 for prompt in prompts(self.project):
-                    t5, pooled = self._embeds(prompt.text)
+                    t5, pooled, mask = self._embeds_and_mask(prompt.text)
+                    guided.prompt(mask, negative)
                     for w, h in resolutions(self.project):
                         image = pipe(
                             prompt_embeds=t5,
@@ -132,7 +145,6 @@ class Validator:
                             guidance_scale=float(v.validation_guidance),
                             generator=torch.Generator("cpu").manual_seed(int(v.validation_seed)),
                             max_sequence_length=t5.shape[1],
-                            **negative,
                         ).images[0]
                         path = folder / f"{prompt.name}-{w}x{h}.png"
                         image.save(path)

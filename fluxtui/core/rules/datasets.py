@@ -142,3 +142,35 @@ def _dataset_options(p: Project, i: int, d) -> list[Problem]:
             )
         )
     return out
+
+
+@rule
+def _crop_aspect(p: Project) -> list[Problem]:
+    out = []
+    for i, d in enumerate(p.datasets):
+        if d.disabled:
+            continue
+        key = f"datasets[{i}]"
+        if d.crop and d.crop_aspect in ("random", "closest") and not d.crop_aspect_buckets:
+            out.append(
+                problem_at(
+                    p,
+                    f'crop_aspect = "{d.crop_aspect}" picks from crop_aspect_buckets, which is empty',
+                    f"{key}.crop_aspect_buckets",
+                    also=(f"{key}.crop_aspect",),
+                    fix='add crop_aspect_buckets = [0.75, 1.0, 1.5] to this dataset, or crop_aspect = "preserve"',
+                )
+            )
+        elif not d.crop and f"{key}.crop_aspect" in p.explicit and d.crop_aspect != "square":
+            out.append(
+                problem_at(
+                    p,
+                    f'crop_aspect = "{d.crop_aspect}" applies only with crop = true; without it every image '
+                    "keeps its own aspect (as in SimpleTuner)",
+                    f"{key}.crop_aspect",
+                    also=(f"{key}.crop",),
+                    severity="warning",
+                    fix="set crop = true to crop, or remove crop_aspect",
+                )
+            )
+    return out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import platform
+import sys
 
 from ..config import Project
 from ..problems import Problem
@@ -60,3 +62,24 @@ def _hardware(p: Project) -> list[Problem]:
                 )
             )
     return out
+
+
+@rule
+def _no_cuda(p: Project) -> list[Problem]:
+    """A full-size flavour without a CUDA GPU would train on the CPU: days per epoch."""
+    if p.model.model_flavour == "tiny-random" or visible_gpu_count():
+        return []
+    if sys.platform == "darwin" and platform.machine() == "arm64":
+        why = "Apple GPUs (MPS) cannot train Flux (as SimpleTuner's quickstart says), so it would train on the CPU"
+    else:
+        why = "no CUDA GPU is visible, so it would train on the CPU (minutes per step, ~50 GB of RAM)"
+    return [
+        problem_at(
+            p,
+            f'model_flavour = "{p.model.model_flavour}" is the full-size Flux: {why}',
+            "model.model_flavour",
+            severity="warning",
+            fix="run on a machine with an NVIDIA GPU (check `nvidia-smi` and CUDA_VISIBLE_DEVICES), or use "
+            'model_flavour = "tiny-random" to try fluxtui out',
+        )
+    ]

@@ -4,28 +4,52 @@ from __future__ import annotations
 
 from ..config import Project
 from ..problems import Problem
-from ..schema import BY_DOTTED, OPTIMIZERS
+from ..safetensors_header import HeaderError, lora_layout, read_header
+from ..schema import BY_DOTTED, OPTIMIZERS, flux_guidance_value
 from .base import (
     _missing_package,
     problem_at,
     rule,
+    visible_gpu_count,
 )
+
+# lora_init_type values that decompose the base weights to start the adapter
+DECOMPOSING_INITS = ("loftq", "olora", "pissa")
 
 
 @rule
 def _quantisation(p: Project) -> list[Problem]:
     out = []
     base = p.model.base_model_precision
-    if p.lora.lora_init_type == "loftq" and base.endswith("-quanto"):
+    init = p.lora.lora_init_type
+    if init in DECOMPOSING_INITS and base != "no_change" and p.lora.lora_type == "standard":
         out.append(
             problem_at(
                 p,
-                f'lora_init_type = "loftq" cannot be used with a quanto base ({base})',
+                f'lora_init_type = "{init}" rewrites the base weights, which cannot be done on a quantised '
+                f"base ({base})",
                 "lora.lora_init_type",
                 also=("model.base_model_precision",),
                 fix='set lora_init_type = "default", or base_model_precision = "no_change"',
             )
         )
+    elif init in DECOMPOSING_INITS and p.lora.lora_type == "standard" and not visible_gpu_count():
+        cuda_only = init == "loftq"  # peft's LoftQ quantises on CUDA; PiSSA/OLoRA are an SVD/QR
+        if cuda_only or p.model.model_flavour != "tiny-random":
+            out.append(
+                problem_at(
+                    p,
+                    f'lora_init_type = "{init}" '
+                    + (
+                        "runs its quantisation on a CUDA GPU, and none is visible"
+                        if cuda_only
+                        else "decomposes every targeted 3072-wide weight in float32: without a CUDA GPU "
+                        "that takes hours"
+                    ),
+                    "lora.lora_init_type",
+                    fix='set lora_init_type = "default" here, or run on a machine with a CUDA GPU',
+                )
+            )
     if base == "nf4-bnb" and p.training.torch_compile:
         out.append(
             problem_at(
@@ -105,16 +129,75 @@ def _lora(p: Project) -> list[Problem]:
                 fix='remove lokr_factor, or set lora_type = "lycoris"',
             )
         )
-    if lora.init_lora and not p.resolve(lora.init_lora).exists():
-        out.append(
+    if lora.init_lora:
+        out += _init_lora(p)
+    return out
+
+
+def _init_lora(p: Project) -> list[Problem]:
+    """init_lora: the file exists, is a LoRA of a format the trainer loads, and its rank is
+    lora_rank. Only the safetensors header is read."""
+    lora, key = p.lora, "lora.init_lora"
+    path = p.resolve(lora.init_lora)
+    if lora.lora_type == "lycoris":
+        return [
+            problem_at(
+                p,
+                'init_lora starts a standard LoRA; it cannot seed a LoKr (lora_type = "lycoris")',
+                key,
+                also=("lora.lora_type",),
+                fix='remove init_lora, or set lora_type = "standard"',
+            )
+        ]
+    if not path.exists():
+        return [
             problem_at(
                 p,
                 f"init_lora file {lora.init_lora} does not exist",
-                "lora.init_lora",
+                key,
                 fix="point init_lora at a .safetensors LoRA file (relative to the workspace), or remove it",
             )
-        )
-    return out
+        ]
+    try:
+        layout, rank = lora_layout(read_header(path))
+    except HeaderError as exc:
+        return [problem_at(p, f"init_lora file {lora.init_lora} is {exc}", key, fix="use a .safetensors LoRA file")]
+    if layout not in ("diffusers", "kohya") or rank is None:
+        what = "a LyCORIS LoKr" if layout == "lokr" else "no LoRA weights (lora_A/lora_B or lora_down/lora_up)"
+        return [
+            problem_at(
+                p,
+                f"init_lora file {lora.init_lora} holds {what}; fluxtui starts from diffusers, peft or "
+                "kohya/ComfyUI LoRA files",
+                key,
+                fix="use a LoRA saved by fluxtui, diffusers or kohya, or remove init_lora",
+            )
+        ]
+    if rank != lora.lora_rank:
+        return [
+            problem_at(
+                p,
+                f"init_lora file {lora.init_lora} has rank {rank} but lora_rank = {lora.lora_rank}",
+                key,
+                also=("lora.lora_rank",),
+                fix=f"set lora_rank = {rank} to continue from it",
+            )
+        ]
+    return []
+
+
+def _training_guidance_above_1(p: Project) -> bool:
+    t = p.training
+    if t.flux_guidance_mode == "random-range":
+        return t.flux_guidance_max > 1
+    return flux_guidance_value(t, p.model.model_flavour) > 1
+
+
+def _training_guidance_text(p: Project) -> str:
+    t = p.training
+    if t.flux_guidance_mode == "random-range":
+        return f"(random-range {t.flux_guidance_min:g} .. {t.flux_guidance_max:g})"
+    return f"(flux_guidance_value = {flux_guidance_value(t, p.model.model_flavour):g})"
 
 
 @rule
@@ -132,16 +215,20 @@ def _flavour(p: Project) -> list[Problem]:
                 fix="set validation_guidance_real = 3.5",
             )
         )
-    elif p.training.flux_guidance_value > 1 and guidance_real <= 1:
+    elif _training_guidance_above_1(p) and guidance_real <= 1:
+        ranged = p.training.flux_guidance_mode == "random-range"
         out.append(
             problem_at(
                 p,
-                f"flux_guidance_value = {p.training.flux_guidance_value:g} re-introduces CFG, but validation "
+                f"training guidance {_training_guidance_text(p)} re-introduces CFG, but validation "
                 "runs without it (validation_guidance_real <= 1): samples will look washed out",
                 "validation.validation_guidance_real",
-                also=("training.flux_guidance_value",),
+                also=("training.flux_guidance_max", "training.flux_guidance_mode")
+                if ranged
+                else ("training.flux_guidance_value",),
                 severity="warning",
-                fix="set validation_guidance_real = 3.5, or flux_guidance_value = 1.0",
+                fix="set validation_guidance_real = 3.5, or "
+                + ("flux_guidance_max = 1.0" if ranged else "flux_guidance_value = 1.0"),
             )
         )
     if flavour == "libreflux" and not p.training.flux_attention_masked_training:

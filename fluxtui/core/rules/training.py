@@ -26,6 +26,16 @@ def _schedule(p: Project) -> list[Problem]:
                 fix="remove flow_schedule_shift, or set flow_schedule_auto_shift = false",
             )
         )
+    if t.flux_guidance_mode == "random-range" and t.flux_guidance_min > t.flux_guidance_max:
+        out.append(
+            problem_at(
+                p,
+                f"flux_guidance_min ({t.flux_guidance_min:g}) is above flux_guidance_max ({t.flux_guidance_max:g})",
+                "training.flux_guidance_min",
+                also=("training.flux_guidance_max",),
+                fix="swap them: guidance is drawn from flux_guidance_min .. flux_guidance_max",
+            )
+        )
     if t.max_train_steps == 0 and t.num_train_epochs == 0:
         out.append(
             problem_at(

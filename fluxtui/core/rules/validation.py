@@ -58,3 +58,35 @@ def _validation(p: Project) -> list[Problem]:
 def _round16(item: str) -> str:
     w, h = (max(16, math.floor(int(x) / 16 + 0.5) * 16) for x in item.split("x"))
     return f"{w}x{h}"
+
+
+@rule
+def _prompt_library_and_cfg(p: Project) -> list[Problem]:
+    from ..prompt_library import PromptLibraryError, load
+
+    v = p.validation
+    out = []
+    if v.user_prompt_library:
+        try:
+            load(p.resolve(v.user_prompt_library))
+        except PromptLibraryError as exc:
+            out.append(
+                problem_at(
+                    p,
+                    f"user_prompt_library {v.user_prompt_library} {exc}",
+                    "validation.user_prompt_library",
+                    fix='write {"name": "a prompt", ...} to that file (relative to the workspace), or remove the key',
+                )
+            )
+    if v.validation_guidance_rescale > 0 and v.validation_guidance_real <= 1:
+        out.append(
+            problem_at(
+                p,
+                "validation_guidance_rescale rescales real CFG, which is off (validation_guidance_real <= 1)",
+                "validation.validation_guidance_rescale",
+                also=("validation.validation_guidance_real",),
+                severity="warning",
+                fix="set validation_guidance_real > 1 (e.g. 3.5), or validation_guidance_rescale = 0",
+            )
+        )
+    return out

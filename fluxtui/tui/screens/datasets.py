@@ -41,9 +41,8 @@ def dataset_summary(report, ds) -> Text:
     if report.buckets:
         text.append("\n\nbuckets (aspect: images, training size)\n", style="bold")
         most = max(len(v) for v in report.buckets.values())
-        for aspect, items in report.buckets.items():
-            w, h = items[0].target
-            text.append(f"{aspect:>5.2f} {bar(len(items) / most, 12)} {len(items):>4}  {w}x{h}\n")
+        for (w, h), items in report.buckets.items():
+            text.append(f"{w / h:>5.2f} {bar(len(items) / most, 12)} {len(items):>4}  {w}x{h}\n")
     text.rstrip()
     return text
 
@@ -127,7 +126,7 @@ class DatasetsScreen(FluxScreen):
             table.add_row(
                 img.path.name,
                 f"{img.width}x{img.height}",
-                f"{img.bucket:g}",
+                f"{img.target[0]}x{img.target[1]}",
                 caption[:60],
                 key=str(i),
             )
