@@ -17,16 +17,17 @@ from __future__ import annotations
 
 from .estimate_model import _component_bytes, _Plan, _transformer_bytes
 
-# Imports (torch, diffusers, peft: ~0.4 GiB on a CPU, FACTS.md) plus the CUDA runtime's host
-# side (kernels, cuBLAS/cuDNN): a rough figure until `fluxtui probe` measures rss_peak_mb.
-PROCESS_RAM_GIB = 2.0
+# Imports (torch, diffusers, peft, quanto: ~0.6 GiB RSS measured by bench/gpu.py on a CPU)
+# plus the CUDA runtime's host side (kernels, cuBLAS/cuDNN; rough until a GPU probe measures it).
+IMPORTS_RAM_GIB = 0.6
+CUDA_HOST_RAM_GIB = 1.4
 GIB = 1024**3
 
 
 def ram_stages(plan: _Plan) -> dict[str, dict[str, float]]:
     """Every stage's RAM parts in bytes, in the trainer's order."""
     p, m, b = plan.project, plan.project.model, plan.base_bytes
-    base = {"process and CUDA runtime": PROCESS_RAM_GIB * GIB}
+    base = {"imports": IMPORTS_RAM_GIB * GIB, "CUDA runtime (host side)": CUDA_HOST_RAM_GIB * GIB}
     on_cpu = m.quantize_via == "cpu"
 
     t5_full = _component_bytes(plan.pipe.t5, "no_change", b)
