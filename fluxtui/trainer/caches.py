@@ -299,7 +299,10 @@ def _cache_text(
     def progress(done: int, total: int) -> None:
         tel.stage("cache_text", done, total, resident=models.resident(m))
 
-    if text_cache.missing(captions):
+    unique = list(dict.fromkeys(captions))
+    missing = text_cache.missing(unique)
+    if missing:
+        progress(len(unique) - len(missing), len(unique))  # opens the stage: its peaks include loading
         models.load_text_encoders(m, project, device=device, log=tel.log)
         tel.log(f"text encoders loaded on {device} for the text cache")
     try:
@@ -327,8 +330,9 @@ def _cache_latents(
     def progress(done: int, total: int) -> None:
         tel.stage("cache_latents", done, total, resident=models.resident(m))
 
-    if not any(not is_cached(e) for e in entries):
-        progress(len(entries), len(entries))
+    cached = sum(is_cached(e) for e in entries)
+    progress(cached, len(entries))  # opens the stage: its peaks include loading
+    if cached == len(entries):
         return
     models.load_vae(m, project, device=device, log=tel.log)
     plan = vae_encode_plan(project)
