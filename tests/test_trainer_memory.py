@@ -108,3 +108,25 @@ def test_mid_size_random_pipeline_with_quantised_parts_keeps_the_order(tmp_path,
     _check_one_stage_at_a_time(evs, proc.stdout)
     log = proc.stdout
     assert log.index("text encoders freed") < log.index("quantising the transformer to int8-quanto")
+
+
+def test_stage_meter_keeps_each_stages_peak_across_returns():
+    """RSS peaks are per stage (VmHWM reset at each stage), and a stage returned to keeps its
+    earlier peak (train -> validate -> train)."""
+    from fluxtui.trainer.memory import StageMeter, peak_rss_mb
+
+    meter = StageMeter(None)  # no CUDA: RSS only
+    meter.enter("train")
+    block = bytearray(300 * 2**20)  # touched pages: RSS grows by ~300 MiB
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    high = meter.figures()["rss_peak_mb"]
+    del block
+    meter.enter("validate")
+    if peak_rss_mb() > high - 150:
+        pytest.skip("this kernel does not reset VmHWM through /proc/self/clear_refs")
+    assert meter.figures()["rss_peak_mb"] < high - 150
+    meter.enter("train")
+    assert meter.figures()["rss_peak_mb"] >= high - 2  # the first visit's peak is kept (the kernel updates it lazily)
+    assert set(meter.figures("validate")) == {"rss_peak_mb"}
+    meter.close()
