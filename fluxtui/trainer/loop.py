@@ -1,7 +1,8 @@
 """The training process, top to bottom: setup, the loop, the end.
 
-setup: the frozen config and its checks, accelerate, the models, the LoRA, the caches, the
-       optimizer and lr schedule, the resume.
+setup: the frozen config and its checks, accelerate, the caches (text encoders, then the VAE,
+       each loaded only when needed and freed), the transformer and its LoRA, the optimizer
+       and lr schedule, the resume.
 loop:  one optimizer step = gradient_accumulation_steps batches per process; after each
        step the `step` event, then checkpoints, validation and control requests.
 end:   the final LoRA, its model card, trackers closed, the hub upload.
