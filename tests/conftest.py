@@ -30,6 +30,12 @@ def _isolated_env(monkeypatch, tmp_path_factory, tmp_path):
     monkeypatch.setenv("HF_HOME", str(home / ".hf"))
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("WANDB_MODE", "disabled")
+    # This machine's RAM is an input of `validate` (core/rules/memory.py); tests see a roomy
+    # one unless they write their own (tests/test_estimate_memory.py).
+    meminfo = home / "meminfo"
+    if not meminfo.exists():
+        meminfo.write_text("MemTotal:       1073741824 kB\nMemAvailable:   1073741824 kB\n")
+    monkeypatch.setenv("FLUXTUI_MEMINFO", str(meminfo))
     for var in ("FORCE_COLOR", "CUDA_VISIBLE_DEVICES", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY"):
         monkeypatch.delenv(var, raising=False)
 

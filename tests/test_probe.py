@@ -8,7 +8,7 @@ import pytest
 from conftest import run_cli
 
 from fluxtui.core import config
-from fluxtui.core.probe import prepare, summarise
+from fluxtui.core.probe import prepare, stage_peaks, summarise
 from fluxtui.core.workspace import Workspace
 
 
@@ -51,6 +51,24 @@ def test_summary_from_events():
     assert not failed.ok and failed.error == "OOM"
 
 
+def test_stage_peaks_take_the_largest_report_of_each_stage(demo_workspace):
+    from fluxtui.core.estimate import estimate
+
+    evs = [
+        {"type": "stage", "name": "cache_text", "rss_peak_mb": 600.0, "nvml_peak_mb": 900.0},
+        {"type": "stage", "name": "train", "rss_peak_mb": 700.0, "vram_reserved_peak_mb": 2048.0},
+        {"type": "step", "rss_mb": 5000.0},
+        {"type": "stage", "name": "train", "rss_peak_mb": 650.0, "vram_reserved_peak_mb": 4096.0},
+    ]
+    est = estimate(config.load_or_raise(demo_workspace))
+    peaks = stage_peaks(evs, est)
+    assert list(peaks) == ["cache_text", "train"]
+    assert peaks["train"]["rss_peak_mb"] == 700.0 and peaks["train"]["vram_reserved_peak_mb"] == 4096.0
+    assert peaks["cache_text"]["nvml_peak_mb"] == 900.0
+    assert peaks["train"]["estimate_torch_gib"] == round(est.torch_gib("train"), 3)
+    assert peaks["train"]["estimate_ram_gib"] == round(est.ram_peaks["train"], 3)
+
+
 @pytest.mark.slow
 def test_probe_runs_the_real_trainer(demo_workspace):
     out = run_cli("probe", str(demo_workspace), "--steps", "3", "--json")
@@ -59,5 +77,11 @@ def test_probe_runs_the_real_trainer(demo_workspace):
     assert result["ok"] and result["steps"] == 3
     assert result["seconds_per_step"] > 0 and result["peak_rss_mb"] > 0
     assert result["estimate_gib"] > 0
+    # peaks by stage, each next to its estimate (RSS only: no GPU here)
+    stages = result["stages"]
+    assert {"cache_text", "cache_latents", "load_models", "train"} <= set(stages)
+    for name in ("cache_text", "cache_latents", "load_models", "train"):
+        assert stages[name]["rss_peak_mb"] > 0 and stages[name]["estimate_ram_gib"] > 0
+        assert "vram_peak_mb" not in stages[name]
     assert not (demo_workspace / ".fluxtui" / "probe").exists()  # cleaned up after success
     assert not list((demo_workspace / "outputs").iterdir())  # no run left in the real workspace

@@ -14,9 +14,9 @@ from fluxtui.core.problems import has_errors
 from .common import fail, load_project, paint, print_problems
 
 STAGE_LABELS = {
-    "load_models": "load models",
-    "cache_latents": "cache latents",
     "cache_text": "cache text",
+    "cache_latents": "cache latents",
+    "load_models": "load models",
     "train": "train",
     "validate": "validate",
 }
@@ -59,16 +59,19 @@ def print_estimate(est: Estimate, project) -> None:
         print(f"  {name:<22}{_gib(value)}  {paint(est.details.get(name, ''), 'dim')}")
     print(f"  {'total':<22}{_gib(est.stage_peaks['train'])}")
     print()
-    print(paint("stages", "bold") + paint("  (GiB; the run needs the largest)", "dim"))
+    print(paint("stages", "bold") + paint("  (GiB of GPU memory, GiB of system RAM; the run needs the largest)", "dim"))
     peak = est.peak_stage
+    ram = est.ram_peaks
     for stage, value in est.stage_peaks.items():
         parts = est.stages[stage]
         biggest = max((k for k in parts if k != "CUDA context"), key=lambda k: parts[k], default="")
         mark = paint("  <- peak", "yellow") if stage == peak else ""
         label = STAGE_LABELS.get(stage, stage)
-        print(f"  {label:<22}{_gib(value)}  {paint(f'largest: {biggest} {parts[biggest]:.1f}', 'dim')}{mark}")
+        in_ram = f"  RAM {_gib(ram[stage])}" if stage in ram else ""
+        print(f"  {label:<22}{_gib(value)}{in_ram}  {paint(f'largest: {biggest} {parts[biggest]:.1f}', 'dim')}{mark}")
     print()
     print(f"{paint('needs', 'bold')} {est.total_gib:.1f} GiB of GPU memory (peak: {STAGE_LABELS.get(peak, peak)})")
+    print_ram(est)
     if est.seconds_per_step is not None:
         print(
             f"speed ~{est.seconds_per_step:.1f} s/step "
@@ -76,6 +79,24 @@ def print_estimate(est: Estimate, project) -> None:
         )
     for note in est.notes:
         print(paint(f"note: {note}", "dim"))
+
+
+def print_ram(est: Estimate) -> None:
+    stage = est.ram_peak_stage
+    if stage is None:
+        return
+    line = f"{paint('needs', 'bold')} {est.ram_gib:.1f} GiB of system RAM (peak: {STAGE_LABELS.get(stage, stage)})"
+    machine = est.machine
+    if machine is None:
+        print(line + paint("; this machine's RAM is unknown", "dim"))
+        return
+    free = f", {machine.available_gib:.1f} GiB available" if machine.available_gib is not None else ""
+    verdict = paint("fits", "green") if est.ram_fits() else paint("does not fit", "red")
+    print(f"{line}; this machine has {machine.total_gib:.1f} GiB{free}: {verdict}")
+    if not est.ram_fits():
+        parts = est.ram_stages[stage]
+        biggest = max(parts, key=lambda k: parts[k])
+        print(paint(f"  most of it: {biggest} {parts[biggest]:.1f} GiB (`fluxtui validate` says what helps)", "dim"))
 
 
 def print_fit(est: Estimate, gpu: float) -> None:

@@ -44,7 +44,30 @@ def main(args) -> int:
         print(f"  {name:<28} {value}")
     if vram and result.estimate_gib:
         print(f"  measured / estimate: {vram / 1024 / result.estimate_gib:.2f}")
+    print_stages(result.stages)
     return 0
+
+
+def print_stages(stages: dict) -> None:
+    """Per stage: measured peaks next to the estimate (GiB), and measured / estimate."""
+    if not stages:
+        return
+    print()
+    print(paint("by stage", "bold") + paint("  (GiB: measured / estimate)", "dim"))
+    for name, row in stages.items():
+        cells = []
+        for measured, estimated, label in (
+            ("vram_reserved_peak_mb", "estimate_torch_gib", "torch reserved"),
+            ("nvml_peak_mb", "estimate_gpu_gib", "NVML"),
+            ("rss_peak_mb", "estimate_ram_gib", "RSS"),
+        ):
+            if row.get(measured) is None:
+                continue
+            got = row[measured] / 1024
+            want = row.get(estimated)
+            ratio = f" ({got / want:.2f}x)" if want else ""
+            cells.append(f"{label} {got:.2f} / {want if want is not None else float('nan'):.2f}{ratio}")
+        print(f"  {name:<14} " + "   ".join(cells))
 
 
 def _size(gib: float) -> str:

@@ -37,6 +37,12 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "run.end": ("status", "step", "error", "traceback_tail"),
 }
 STAGES = ("load_models", "cache_latents", "cache_text", "train", "validate", "save")
+# Optional fields of `stage` events (readers must not require them): `resident`, the big model
+# components on the accelerator at that moment (text_encoder, text_encoder_2, vae, transformer);
+# and the stage's memory peaks so far in MiB: `rss_peak_mb`, and on CUDA `vram_peak_mb`,
+# `vram_reserved_peak_mb`, `nvml_peak_mb` (trainer/memory.py). A run goes through the stages in
+# the order cache_text, cache_latents, load_models, train (validate and save in between).
+STAGE_OPTIONAL_FIELDS = ("resident", "rss_peak_mb", "vram_peak_mb", "vram_reserved_peak_mb", "nvml_peak_mb")
 END_STATUSES = ("completed", "stopped", "failed")
 
 

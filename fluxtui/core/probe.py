@@ -5,6 +5,12 @@ the project into a scratch workspace under .fluxtui/probe/, switches on `random_
 replaces the datasets with a few generated images at the configured resolution, turns off
 validation, checkpoints and uploads, runs the real trainer for N steps, and reads peak VRAM,
 s/step and time to first step from its events.
+
+Per stage (the trainer's `stage` events carry each stage's peaks: torch's allocated and
+reserved counters, NVML's device-wide use, the process's peak RSS) it sets the measurement
+next to the estimate of the scratch project, so a GPU run can hold the estimate to +-10% per
+stage: torch's reserved peak against the stage without the CUDA context, NVML against the
+whole stage, RSS against the RAM estimate.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import shutil
 import statistics
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -39,6 +45,9 @@ class ProbeResult:
     estimate_gib: float | None
     error: str | None = None
     log_tail: str = ""
+    # stage -> measured peaks (MiB: vram_peak_mb, vram_reserved_peak_mb, nvml_peak_mb, rss_peak_mb)
+    # and the estimate's (GiB: estimate_torch_gib, estimate_gpu_gib, estimate_ram_gib)
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,9 +121,11 @@ def _replace_datasets(path: Path, like: Any) -> None:
 def run(project: config.Project, ws: Workspace, steps: int, *, timeout: float | None = None) -> ProbeResult:
     from .estimate import estimate
 
-    # torch counts the training peak without the CUDA context: compare like with like
-    est = estimate(project).torch_gib("train")
     dest = prepare(project, ws, steps)
+    # the scratch project is what runs; torch counts a peak without the CUDA context
+    scratch = config.load_or_raise(dest)
+    full = estimate(scratch)
+    est = full.torch_gib("train")
     cmd = [sys.executable, "-m", "fluxtui.trainer", str(dest), "--run", RUN_ID, "--fresh"]
     log = dest / "probe.log"
     with open(log, "wb") as out:
@@ -122,6 +133,7 @@ def run(project: config.Project, ws: Workspace, steps: int, *, timeout: float | 
     events = read_all(dest / "outputs" / RUN_ID / "events.jsonl")
     t = project.training
     result = summarise(events, est, samples_per_step=t.train_batch_size * t.gradient_accumulation_steps)
+    result.stages = stage_peaks(events, full)
     if proc.returncode != 0 or not result.ok:
         result.ok = False
         tail = log.read_text(errors="replace").splitlines()[-15:]
@@ -130,6 +142,30 @@ def run(project: config.Project, ws: Workspace, steps: int, *, timeout: float | 
     else:
         shutil.rmtree(dest, ignore_errors=True)
     return result
+
+
+MEASURED = ("vram_peak_mb", "vram_reserved_peak_mb", "nvml_peak_mb", "rss_peak_mb")
+
+
+def stage_peaks(events: list[dict], est: Any = None) -> dict[str, dict[str, float]]:
+    """Each stage's peaks from its `stage` events (the largest any of them reported), with the
+    estimate's figures for it when `est` (a core.estimate.Estimate) is given."""
+    out: dict[str, dict[str, float]] = {}
+    for e in events:
+        if e.get("type") != "stage":
+            continue
+        row = out.setdefault(e["name"], {})
+        for key in MEASURED:
+            if e.get(key) is not None:
+                row[key] = max(row.get(key, 0.0), float(e[key]))
+    if est is not None:
+        for name, row in out.items():
+            if name in est.stages:
+                row["estimate_torch_gib"] = round(est.torch_gib(name), 3)
+                row["estimate_gpu_gib"] = round(est.stage_peaks[name], 3)
+            if name in est.ram_peaks:
+                row["estimate_ram_gib"] = round(est.ram_peaks[name], 3)
+    return out
 
 
 def summarise(events: list[dict], estimate_gib: float | None, *, samples_per_step: int | None = None) -> ProbeResult:

@@ -617,7 +617,7 @@ OPTIONS: tuple[Option, ...] = (
         "offload_during_startup",
         "bool",
         False,
-        "Keep the text encoders on the CPU while the VAE caches latents.",
+        "SimpleTuner's option, accepted: fluxtui frees the text encoders before the VAE caches latents anyway.",
     ),
     _o("memory", "vae_enable_tiling", "bool", False, "Encode/decode large images in tiles."),
     _o(

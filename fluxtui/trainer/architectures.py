@@ -16,7 +16,7 @@ import torch
 
 from fluxtui.core.flux_arch import FLUX_FULL, FLUX_FULL_NO_GUIDANCE, NO_GUIDANCE_FLAVOURS
 
-__all__ = ["FULL_PARAMS", "architecture", "build_random", "tiny_architecture"]
+__all__ = ["FULL_PARAMS", "architecture", "build_random", "build_random_part", "configs_for", "tiny_architecture"]
 
 
 # FluxTransformer2DModel with guidance embeddings: 11,901,408,320 parameters.
@@ -140,26 +140,46 @@ def _build_on(device: torch.device, dtype: torch.dtype, make: Callable[[], Any],
     return module.eval()
 
 
-def build_random(
-    arch: dict[str, dict[str, Any]], device: torch.device, dtype: torch.dtype, tokenizer: Any
-) -> dict[str, Any]:
-    """Random-weight transformer, VAE, CLIP and T5 on ``device`` in ``dtype`` (deterministic).
+def configs_for(arch: dict[str, dict[str, Any]], tokenizer: Any) -> dict[str, dict[str, Any]]:
+    """The configs of the four components, keyed as in a pipeline (text_encoder = CLIP).
 
     ``tokenizer`` is the CLIP tokenizer in use: CLIP pools at its eos token, so the ids must agree.
     """
+    return {
+        "transformer": dict(arch["transformer"]),
+        "vae": dict(arch["vae"]),
+        "text_encoder": dict(
+            arch["clip"],
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        "text_encoder_2": dict(arch["t5"], pad_token_id=0, eos_token_id=1, decoder_start_token_id=0),
+    }
+
+
+# Each component has its own seed, so building one alone gives the same weights as building all.
+_SEEDS = {"transformer": 1, "vae": 2, "text_encoder": 3, "text_encoder_2": 4}
+
+
+def build_random_part(configs: dict[str, dict[str, Any]], name: str, device: torch.device, dtype: torch.dtype) -> Any:
+    """One random-weight component (a ``configs_for`` key) on ``device`` in ``dtype``."""
     from diffusers import AutoencoderKL, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    clip_cfg = CLIPTextConfig(
-        **arch["clip"],
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    t5_cfg = T5Config(**arch["t5"], pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
-    return {
-        "transformer": _build_on(device, dtype, lambda: FluxTransformer2DModel(**arch["transformer"]), 1),
-        "vae": _build_on(device, dtype, lambda: AutoencoderKL(**arch["vae"]), 2),
-        "text_encoder": _build_on(device, dtype, lambda: CLIPTextModel(clip_cfg), 3),
-        "text_encoder_2": _build_on(device, dtype, lambda: T5EncoderModel(t5_cfg), 4),
+    cfg = configs[name]
+    makers: dict[str, Callable[[], Any]] = {
+        "transformer": lambda: FluxTransformer2DModel(**cfg),
+        "vae": lambda: AutoencoderKL(**cfg),
+        "text_encoder": lambda: CLIPTextModel(CLIPTextConfig(**cfg)),
+        "text_encoder_2": lambda: T5EncoderModel(T5Config(**cfg)),
     }
+    return _build_on(device, dtype, makers[name], _SEEDS[name])
+
+
+def build_random(
+    arch: dict[str, dict[str, Any]], device: torch.device, dtype: torch.dtype, tokenizer: Any
+) -> dict[str, Any]:
+    """Random-weight transformer, VAE, CLIP and T5 on ``device`` in ``dtype`` (deterministic)."""
+    configs = configs_for(arch, tokenizer)
+    return {name: build_random_part(configs, name, device, dtype) for name in _SEEDS}

@@ -68,9 +68,9 @@ class Entry:
 
 
 def vae_identity(models: Any) -> str:
-    vae = models.vae
-    cfg = json.dumps(dict(vae.config), sort_keys=True, default=str)
-    return data.short_hash(models.source, cfg, str(vae.dtype))
+    """What the latents are made with, from the VAE's config: known before (and without) loading it."""
+    cfg = json.dumps(models.configs.get("vae", {}), sort_keys=True, default=str)
+    return data.short_hash(models.source, cfg, str(models.weight_dtype))
 
 
 def make_entry(dataset_index: int, ds: Any, info: Any, *, folder: Path, vae_id: str, seed_key: str = "") -> Entry:
@@ -183,9 +183,9 @@ def load_latent(entry: Entry) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 def text_identity(models: Any) -> str:
+    """What the embeddings are made with, from the encoders' configs: known without loading them."""
     configs = [
-        json.dumps(getattr(m, "config", {}).to_dict() if m is not None else {}, sort_keys=True, default=str)
-        for m in (models.text_encoder, models.text_encoder_2)
+        json.dumps(models.configs.get(n, {}), sort_keys=True, default=str) for n in ("text_encoder", "text_encoder_2")
     ]
     precisions = getattr(models, "precisions", {}) or {}
     return data.short_hash(
@@ -253,12 +253,15 @@ class TextCache:
 def build_all(
     project: Any, reports: list[Any], m: Any, accelerator: Any, tel: Any, should_stop: Callable[[], bool]
 ) -> tuple[list[Entry], TextCache]:
-    """Latents, then text embeddings (captions and validation prompts), on rank 0 while the
-    others wait; every rank then keeps only the images whose latents exist."""
+    """Text embeddings (captions and validation prompts), then latents, on rank 0 while the
+    others wait; every rank then keeps only the images whose latents exist.
+
+    Each stage has only its own models on the accelerator: the text encoders are loaded when
+    an embedding is missing and freed before the VAE is loaded, the VAE only when a latent is
+    missing, freed before the transformer arrives. Warm caches load neither."""
     from . import validation
     from .setup import RunFailed, rel
 
-    device = accelerator.device
     ws_root = project.workspace
     vae_id = vae_identity(m)
     entries = []
@@ -272,45 +275,100 @@ def build_all(
         captions.append("")  # the dropped caption's embedding
 
     if accelerator.is_main_process:
-        offload = project.memory.offload_during_startup and device.type != "cpu"
-        if offload:  # text encoders wait on the CPU while the VAE has the GPU
-            m.text_encoder.to("cpu")
-            m.text_encoder_2.to("cpu")
-        if project.memory.vae_enable_tiling:
-            m.vae.enable_tiling()
 
         def failed(entry: Any, why: str) -> None:
             ds_key = f"datasets[{reports[entry.dataset].index}]"
             shown = rel(entry.image, ws_root)
             tel.warning(f"cannot decode {shown}: {why}; left out of training", f"{ds_key}.instance_data_dir")
 
-        cache_latents(
-            entries,
-            m.vae,
-            device=device,
-            batch_size=project.training.vae_batch_size,
-            progress=lambda d, n: tel.stage("cache_latents", d, n),
-            failed=failed,
-            should_stop=should_stop,
-        )
-        if project.memory.enable_model_cpu_offload:
-            m.vae.to("cpu")
-        if offload:
-            m.text_encoder.to(device)
-            m.text_encoder_2.to(device)
-        text_cache.build(
-            m,
-            captions,
-            device=device,
-            batch_size=project.text_embeds.write_batch_size,
-            progress=lambda d, n: tel.stage("cache_text", d, n),
-            should_stop=should_stop,
-        )
+        _cache_text(project, m, text_cache, captions, accelerator.device, tel, should_stop)
+        if not should_stop():
+            _cache_latents(project, m, entries, accelerator.device, tel, failed, should_stop)
     accelerator.wait_for_everyone()
     usable = [e for e in entries if is_cached(e)]
     if not usable and not should_stop():
         raise RunFailed("no image could be used for training: every one failed to decode (see the warnings)")
     return usable, text_cache
+
+
+def _cache_text(
+    project: Any, m: Any, text_cache: TextCache, captions: list[str], device: Any, tel: Any, should_stop: Any
+) -> None:
+    from . import models
+
+    def progress(done: int, total: int) -> None:
+        tel.stage("cache_text", done, total, resident=models.resident(m))
+
+    unique = list(dict.fromkeys(captions))
+    missing = text_cache.missing(unique)
+    if missing:
+        progress(len(unique) - len(missing), len(unique))  # opens the stage: its peaks include loading
+        models.load_text_encoders(m, project, device=device, log=tel.log)
+        tel.log(f"text encoders loaded on {device} for the text cache")
+    try:
+        text_cache.build(
+            m,
+            captions,
+            device=device,
+            batch_size=project.text_embeds.write_batch_size,
+            progress=progress,
+            should_stop=should_stop,
+        )
+    finally:
+        if m.text_encoder is not None or m.text_encoder_2 is not None:
+            models.free_text_encoders(m)
+            tel.log("text encoders freed")
+
+
+def _cache_latents(
+    project: Any, m: Any, entries: list[Entry], device: Any, tel: Any, failed: Any, should_stop: Any
+) -> None:
+    from fluxtui.core.estimate import vae_encode_plan
+
+    from . import models
+
+    def progress(done: int, total: int) -> None:
+        tel.stage("cache_latents", done, total, resident=models.resident(m))
+
+    cached = sum(is_cached(e) for e in entries)
+    progress(cached, len(entries))  # opens the stage: its peaks include loading
+    if cached == len(entries):
+        return
+    models.load_vae(m, project, device=device, log=tel.log)
+    plan = vae_encode_plan(project)
+    configure_vae(
+        m.vae,
+        tiling=project.memory.vae_enable_tiling or plan.tile_px is not None,
+        tile_px=plan.tile_px,
+        slicing=plan.slicing,
+    )
+    tel.log(f"VAE loaded on {device} for the latent cache ({plan.describe()})")
+    try:
+        cache_latents(
+            entries,
+            m.vae,
+            device=device,
+            batch_size=project.training.vae_batch_size,
+            progress=progress,
+            failed=failed,
+            should_stop=should_stop,
+        )
+    finally:
+        models.free_vae(m)
+        tel.log("VAE freed")
+
+
+def configure_vae(vae: Any, *, tiling: bool, tile_px: int | None = None, slicing: bool = False) -> None:
+    """Tiles (of ``tile_px`` pixels a side, else the VAE's own sample size) and one image at a
+    time, as the estimate chose so that encoding or decoding stays under the training step."""
+    if slicing:
+        vae.enable_slicing()
+    if tiling:
+        if tile_px:
+            levels = 2 ** (len(vae.config.block_out_channels) - 1)
+            vae.tile_sample_min_size = tile_px
+            vae.tile_latent_min_size = tile_px // levels
+        vae.enable_tiling()
 
 
 def bucketed(

@@ -1,7 +1,8 @@
 """The training process, top to bottom: setup, the loop, the end.
 
-setup: the frozen config and its checks, accelerate, the models, the LoRA, the caches, the
-       optimizer and lr schedule, the resume.
+setup: the frozen config and its checks, accelerate, the caches (text encoders, then the VAE,
+       each loaded only when needed and freed), the transformer and its LoRA, the optimizer
+       and lr schedule, the resume.
 loop:  one optimizer step = gradient_accumulation_steps batches per process; after each
        step the `step` event, then checkpoints, validation and control requests.
 end:   the final LoRA, its model card, trackers closed, the hub upload.
@@ -27,7 +28,7 @@ from fluxtui.core.workspace import Workspace
 
 from . import setup, telemetry
 from .control import Control
-from .telemetry import Telemetry, rss_mb, vram_mb
+from .telemetry import Telemetry, rss_mb
 
 
 @dataclass
@@ -118,6 +119,7 @@ def _train(
     t = project.training
     torch.manual_seed(t.seed)
     setup.cpu_threads(project, device, world, tel)
+    tel.watch_memory(device)
     tel.emit(
         "run.start",
         pid=os.getpid(),
@@ -131,21 +133,21 @@ def _train(
         tel.warning(w.message + (f" (fix: {w.fix})" if w.fix else ""), w.key)
     started = time.monotonic()
 
-    tel.stage("load_models", 0, 1)
-    m = models.load_models(project, device=device, log=tel.log)
-    tel.stage("load_models", 1, 1)
+    # One stage at a time on the accelerator, so none needs more than the training step: the
+    # caches load (and free) the text encoders, then the VAE, only for what is missing.
+    m = models.prepare_models(project, device=device, log=tel.log)
+    entries, text_cache = caches.build_all(project, reports, m, accelerator, tel, lambda: control.stop_requested)
+    if control.stop_agreed(world, device):  # signalled while caching: nothing to save yet
+        return "stopped"
+    tel.stage("load_models", 0, 1, resident=models.resident(m))
+    models.load_transformer(m, project, device=device, log=tel.log)
+    tel.stage("load_models", 1, 1, resident=models.resident(m))
     transformer = m.transformer
     params = lora.add_lora(transformer, project)
     tel.log(f"LoRA: {sum(p.numel() for p in params):,} trainable parameters ({project.lora.flux_lora_target})")
-
-    entries, text_cache = caches.build_all(project, reports, m, accelerator, tel, lambda: control.stop_requested)
-    if control.stop_agreed(world, device):  # signalled while loading or caching: nothing to save yet
-        return "stopped"
-    keep_vae = main and validation.possible(project)
-    models.free_text_encoders(m)
-    if not keep_vae:
-        models.free_vae(m)
-    validator = validation.Validator(project, m, text_cache, run_dir, device) if keep_vae else None
+    validator = (
+        validation.Validator(project, m, text_cache, run_dir, device) if main and validation.possible(project) else None
+    )
 
     if t.gradient_checkpointing:
         n = blocks.enable_gradient_checkpointing(transformer, t.gradient_checkpointing_interval)
@@ -198,7 +200,7 @@ def _train(
     setup.init_trackers(accelerator, project, run_id)
 
     def save_checkpoint() -> None:
-        tel.stage("save", 0, 1)
+        tel.stage("save", 0, 1, resident=models.resident(m))
         began = time.monotonic()
         removed: list[Path] = []
         if main:
@@ -235,18 +237,18 @@ def _train(
             tel.log(
                 f"checkpoint saved: {setup.rel(path, run_dir)}" + (f" (removed {len(removed)} old)" if removed else "")
             )
-        tel.stage("save", 1, 1)
+        tel.stage("save", 1, 1, resident=models.resident(m))
         accelerator.wait_for_everyone()
 
     def validate() -> None:
         if main and validator is None:
             tel.warning("validation asked for, but there is no validation prompt or resolution", "validation")
         if validator is not None:
-            tel.stage("validate", 0, 1)
+            tel.stage("validate", 0, 1, resident=[*models.resident(m), "vae"])
             images, seconds = validator.run(progress.step, base, autocast=accelerator.autocast)
             tel.emit("validation", step=progress.step, images=images, seconds=seconds)
             tel.log(f"validation: {len(images)} image(s) in {seconds:.1f}s -> {Path(images[0]).parent}")
-            tel.stage("validate", 1, 1)
+            tel.stage("validate", 1, 1, resident=[*models.resident(m), "vae"])
         accelerator.wait_for_everyone()
 
     # ======================================================================== the loop
@@ -312,7 +314,7 @@ def _train(
     status = "completed"
     if progress.step >= total_steps:
         tel.log(f"already at step {progress.step} of {total_steps}: nothing to train (--fresh starts over)")
-    tel.stage("train", progress.step, total_steps)
+    tel.stage("train", progress.step, total_steps, resident=models.resident(m))
     first_step_at = None
     last_saved = last_validated = progress.step if choice.checkpoint else -1
     while progress.step < total_steps:
@@ -337,7 +339,7 @@ def _train(
         progress.losses.append(loss_value)
         seconds = time.perf_counter() - step_began
         first_step_at = first_step_at or time.monotonic()
-        alloc, peak = vram_mb(device)
+        alloc, peak = tel.vram_mb(device)
         lr = lr_scheduler.get_last_lr()[0]
         tel.emit(
             "step",
@@ -367,7 +369,7 @@ def _train(
             status = "stopped"
             tel.log(f"stopped at step {progress.step} ({control.signal_name or 'stop requested'})")
             break
-    tel.stage("train", progress.step, total_steps)
+    tel.stage("train", progress.step, total_steps, resident=models.resident(m))
 
     # ======================================================================== the end
     if status == "completed":
@@ -375,11 +377,11 @@ def _train(
             save_checkpoint()  # so a longer run can resume from the end
         if last_validated != progress.step and validation.enabled(project):
             validate()
-        tel.stage("save", 0, 1)
+        tel.stage("save", 0, 1, resident=models.resident(m))
         if main:
             paths = outputs.save_final(base, run_dir, project, step=progress.step, run_id=run_id, flavour=m.flavour)
             tel.log("LoRA written: " + ", ".join(setup.rel(p, run_dir) for p in paths))
-        tel.stage("save", 1, 1)
+        tel.stage("save", 1, 1, resident=models.resident(m))
         tel.log(f"LoRA sha256 {telemetry.lora_digest(lora.lora_state_dict(base))}", all_ranks=True)
         telemetry.log_loss_summary(tel, progress.losses)
         if main and project.hub.push_to_hub:

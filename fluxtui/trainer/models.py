@@ -9,7 +9,11 @@ Where things come from (``resolve_sources``, pure and offline):
   ``pretrained_transformer_model_name_or_path``); ``pretrained_transformer_subfolder`` says
   where the transformer sits inside its repo (``none`` = the root).
 - ``random_weights = true``: the flavour's real full-size architecture with random weights and
-  nothing downloaded (to measure VRAM and speed before a 24 GB download).
+  nothing downloaded (to measure VRAM and speed before a 24 GB download), built on the CPU.
+
+The trainer loads one stage's parts at a time (``prepare_models`` reads configs, tokenizers and
+the scheduler; ``load_text_encoders``, ``load_vae``, ``load_transformer`` each place one part;
+``free_*`` drop them), so the accelerator never holds more than one stage needs.
 
 Hub repos are fetched with one ``snapshot_download`` per repo, limited to the files the
 trainer uses, so that hub failures (gated, no login, offline, not found) arrive as
@@ -43,6 +47,11 @@ __all__ = [
     "free_text_encoders",
     "free_vae",
     "load_models",
+    "load_text_encoders",
+    "load_transformer",
+    "load_vae",
+    "prepare_models",
+    "resident",
     "resolve_sources",
 ]
 
@@ -89,6 +98,8 @@ class Models:
     t5_max_length: int
     has_guidance: bool
     precisions: dict[str, str] = field(default_factory=dict)  # component -> precision used
+    sources: Any = None  # Sources, local after prepare_models
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # component -> its config
 
 
 # --------------------------------------------------------------------------- source resolution
@@ -375,29 +386,46 @@ def _load_vae(src: Source, dtype: torch.dtype) -> Any:
     return _from_pretrained(lambda: AutoencoderKL.from_pretrained(folder, torch_dtype=dtype), src, "VAE")
 
 
-def _load_text_parts(src: Source, dtype: torch.dtype) -> dict[str, Any]:
-    from diffusers import FlowMatchEulerDiscreteScheduler
-    from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
+_TEXT_LOADERS: dict[str, Callable[[Path, Any], Any]] = {
+    "text_encoder": lambda p, dtype: __import__("transformers").CLIPTextModel.from_pretrained(p, dtype=dtype),
+    "text_encoder_2": lambda p, dtype: __import__("transformers").T5EncoderModel.from_pretrained(p, dtype=dtype),
+}
 
+
+def _pipeline_folder(src: Source, name: str) -> Path:
     root = Path(src.repo)
-    parts: dict[str, Any] = {}
+    folder = root / name
+    if not folder.is_dir():
+        raise ModelLoadError(
+            f"{root} has no {name}/ folder: `{src.key}` must name a whole Flux pipeline "
+            "(model_index.json, transformer/, vae/, text_encoder/, text_encoder_2/, tokenizers, scheduler).",
+            src.key,
+        )
+    return folder
+
+
+def _load_light_parts(src: Source) -> dict[str, Any]:
+    """Tokenizers and scheduler: small, needed by every stage."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from transformers import CLIPTokenizer, T5TokenizerFast
+
     loaders: list[tuple[str, Callable[[Path], Any]]] = [
-        ("text_encoder", lambda p: CLIPTextModel.from_pretrained(p, dtype=dtype)),
-        ("text_encoder_2", lambda p: T5EncoderModel.from_pretrained(p, dtype=dtype)),
         ("tokenizer", lambda p: CLIPTokenizer.from_pretrained(p)),
         ("tokenizer_2", lambda p: T5TokenizerFast.from_pretrained(p)),
         ("scheduler", lambda p: FlowMatchEulerDiscreteScheduler.from_pretrained(p)),
     ]
+    for name in ("text_encoder", "text_encoder_2"):
+        _pipeline_folder(src, name)  # a pipeline without them fails now, not at the text cache
+    parts = {}
     for name, load in loaders:
-        folder = root / name
-        if not folder.is_dir():
-            raise ModelLoadError(
-                f"{root} has no {name}/ folder: `{src.key}` must name a whole Flux pipeline "
-                "(model_index.json, transformer/, vae/, text_encoder/, text_encoder_2/, tokenizers, scheduler).",
-                src.key,
-            )
+        folder = _pipeline_folder(src, name)
         parts[name] = _from_pretrained(lambda load=load, folder=folder: load(folder), src, name)
     return parts
+
+
+def _load_text_part(src: Source, name: str, dtype: torch.dtype) -> Any:
+    folder = _pipeline_folder(src, name)
+    return _from_pretrained(lambda: _TEXT_LOADERS[name](folder, dtype), src, name)
 
 
 def _place_and_quantise(
@@ -426,87 +454,144 @@ def _place_and_quantise(
 def load_models(project: Any, *, device: torch.device, log: Callable[[str], None] = print) -> Models:
     """Load (or build) every component, quantised per the project, on ``device``.
 
+    The trainer itself loads them one stage at a time (``prepare_models``, then
+    ``load_text_encoders`` / ``load_vae`` / ``load_transformer``, freeing in between); this
+    loads all of them at once for callers that want the whole pipeline.
     The transformer is frozen (requires_grad False); ``lora.add_lora`` adds the trainable part.
     Raises ``ModelLoadError`` for every failure a user can fix.
     """
+    m = prepare_models(project, device=device, log=log)
+    load_text_encoders(m, project, device=device, log=log)
+    load_vae(m, project, device=device, log=log)
+    load_transformer(m, project, device=device, log=log)
+    return m
+
+
+def prepare_models(project: Any, *, device: torch.device, log: Callable[[str], None] = print) -> Models:
+    """Everything but the big components: sources (downloaded when on the hub), tokenizers,
+    scheduler, and each component's config (the cache identities are made from them), so that
+    warm caches need neither the text encoders nor the VAE. Nothing is placed on ``device``."""
+    from .tiny import ensure_tiny_flux
+
     device = torch.device(device)
     dtype = _weight_dtype(project, device)
     tiny_root = project.workspace / "cache" / "models"
     sources = resolve_sources(project, tiny_root=tiny_root)
-
-    with no_transformers_progress_bars():
-        return _load(project, device=device, log=log, sources=sources, tiny_root=tiny_root, dtype=dtype)
-
-
-def _load(
-    project: Any,
-    *,
-    device: torch.device,
-    log: Callable[[str], None],
-    sources: Sources,
-    tiny_root: Path,
-    dtype: torch.dtype,
-) -> Models:
-    from .tiny import ensure_tiny_flux
-
     m = project.model
     flavour = m.model_flavour
-    if sources.tiny:
-        log("building the tiny-random Flux model (toy size, random weights: learns shapes and colours only)")
-        ensure_tiny_flux(tiny_root, seed=TINY_SEED)
-
-    if sources.random_weights:
-        log(f"building {flavour}'s full-size architecture with RANDOM weights (nothing is downloaded)")
-        tiny_dir = ensure_tiny_flux(tiny_root, seed=TINY_SEED)
-        from diffusers import FlowMatchEulerDiscreteScheduler
-        from transformers import CLIPTokenizer, T5TokenizerFast
-
-        tokenizer = CLIPTokenizer.from_pretrained(tiny_dir / "tokenizer")
-        tokenizer_2 = T5TokenizerFast.from_pretrained(tiny_dir / "tokenizer_2")
-        scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(tiny_dir / "scheduler")
-        # quantize_via=cpu builds on the CPU, quantises there, then moves: never a bf16 copy on
-        # the accelerator. Otherwise everything is born on the device.
-        build_device = torch.device("cpu") if m.quantize_via == "cpu" else device
-        parts = architectures.build_random(architectures.architecture(flavour), build_device, dtype, tokenizer)
-        parts |= {"tokenizer": tokenizer, "tokenizer_2": tokenizer_2, "scheduler": scheduler}
-        source = f"random:{flavour}"
-    else:
-        sources = _download(sources, log)
-        log(f"loading text encoders, tokenizers and scheduler from {sources.pipeline.describe()}")
-        parts = _load_text_parts(sources.pipeline, dtype)
-        log(f"loading the transformer from {sources.transformer.describe()}")
-        parts["transformer"] = _load_transformer(sources.transformer, dtype)
-        log(f"loading the VAE from {sources.vae.describe()}")
-        parts["vae"] = _load_vae(sources.vae, dtype)
-        source = m.pretrained_model_name_or_path or (sources.pipeline.repo if sources.tiny else FLAVOURS[flavour])
-
-    precisions = {
-        "transformer": m.base_model_precision,
-        "text_encoder": m.text_encoder_1_precision,
-        "text_encoder_2": m.text_encoder_2_precision,
-        "vae": "no_change",
-    }
-    for name, precision in precisions.items():
-        parts[name] = _place_and_quantise(parts[name], precision, device=device, via=m.quantize_via, name=name, log=log)
-        gc.collect()
-
-    transformer = parts["transformer"]
+    with no_transformers_progress_bars():
+        if sources.tiny:
+            log("building the tiny-random Flux model (toy size, random weights: learns shapes and colours only)")
+            ensure_tiny_flux(tiny_root, seed=TINY_SEED)
+        if sources.random_weights:
+            log(f"building {flavour}'s full-size architecture with RANDOM weights (nothing is downloaded)")
+            tiny_dir = Path(ensure_tiny_flux(tiny_root, seed=TINY_SEED))
+            light = _load_light_parts(Source(str(tiny_dir), None, True, "model.model_flavour"))
+            configs = architectures.configs_for(architectures.architecture(flavour), light["tokenizer"])
+            source = f"random:{flavour}"
+        else:
+            sources = _download(sources, log)
+            light = _load_light_parts(sources.pipeline)
+            configs = {
+                "transformer": _read_config(sources.transformer, "transformer"),
+                "vae": _read_config(sources.vae, "VAE"),
+                "text_encoder": _read_config(_sub(sources.pipeline, "text_encoder"), "text_encoder"),
+                "text_encoder_2": _read_config(_sub(sources.pipeline, "text_encoder_2"), "text_encoder_2"),
+            }
+            source = m.pretrained_model_name_or_path or (sources.pipeline.repo if sources.tiny else FLAVOURS[flavour])
     t5_max = m.tokenizer_max_length or T5_MAX_LENGTH.get(flavour, 512)
     return Models(
-        transformer=transformer,
-        vae=parts["vae"],
-        text_encoder=parts["text_encoder"],
-        text_encoder_2=parts["text_encoder_2"],
-        tokenizer=parts["tokenizer"],
-        tokenizer_2=parts["tokenizer_2"],
-        scheduler=parts["scheduler"],
+        transformer=None,
+        vae=None,
+        text_encoder=None,
+        text_encoder_2=None,
+        tokenizer=light["tokenizer"],
+        tokenizer_2=light["tokenizer_2"],
+        scheduler=light["scheduler"],
         flavour=flavour,
         source=str(source),
         weight_dtype=dtype,
         t5_max_length=int(t5_max),
-        has_guidance=bool(transformer.config.guidance_embeds),
-        precisions=precisions,
+        has_guidance=bool(configs["transformer"].get("guidance_embeds", False)),
+        precisions={
+            "transformer": m.base_model_precision,
+            "text_encoder": m.text_encoder_1_precision,
+            "text_encoder_2": m.text_encoder_2_precision,
+            "vae": "no_change",
+        },
+        sources=sources,
+        configs=configs,
     )
+
+
+def load_text_encoders(m: Models, project: Any, *, device: torch.device, log: Callable[[str], None] = print) -> None:
+    """CLIP and T5 onto ``device``, quantised per text_encoder_{1,2}_precision."""
+    _load_parts(m, project, ("text_encoder", "text_encoder_2"), device=torch.device(device), log=log)
+
+
+def load_vae(m: Models, project: Any, *, device: torch.device, log: Callable[[str], None] = print) -> None:
+    _load_parts(m, project, ("vae",), device=torch.device(device), log=log)
+
+
+def load_transformer(m: Models, project: Any, *, device: torch.device, log: Callable[[str], None] = print) -> None:
+    """The transformer onto ``device``, quantised per base_model_precision (block by block on
+    the accelerator), frozen."""
+    _load_parts(m, project, ("transformer",), device=torch.device(device), log=log)
+
+
+def resident(m: Models) -> list[str]:
+    """The big components loaded right now (what a `stage` event names as resident)."""
+    return [n for n in ("text_encoder", "text_encoder_2", "vae", "transformer") if getattr(m, n) is not None]
+
+
+def _load_parts(
+    m: Models, project: Any, names: tuple[str, ...], *, device: torch.device, log: Callable[[str], None]
+) -> None:
+    via = project.model.quantize_via
+    with no_transformers_progress_bars():
+        for name in names:
+            if getattr(m, name) is not None:
+                continue
+            src = m.sources
+            if src.random_weights:
+                # Built on the CPU and then placed like loaded weights (block by block, quantised
+                # as they arrive): the accelerator never holds a full-precision transformer.
+                module = architectures.build_random_part(m.configs, name, torch.device("cpu"), m.weight_dtype)
+            elif name == "transformer":
+                log(f"loading the transformer from {src.transformer.describe()}")
+                module = _load_transformer(src.transformer, m.weight_dtype)
+            elif name == "vae":
+                log(f"loading the VAE from {src.vae.describe()}")
+                module = _load_vae(src.vae, m.weight_dtype)
+            else:
+                log(f"loading {name} from {src.pipeline.describe()}")
+                module = _load_text_part(src.pipeline, name, m.weight_dtype)
+            module = _place_and_quantise(module, m.precisions[name], device=device, via=via, name=name, log=log)
+            setattr(m, name, module)
+            gc.collect()
+    if "transformer" in names:
+        m.has_guidance = bool(m.transformer.config.guidance_embeds)
+
+
+def _sub(src: Source, name: str) -> Source:
+    return Source(src.repo, name, src.local, src.key)
+
+
+def _read_config(src: Source, what: str) -> dict[str, Any]:
+    """A component's config.json, without the fields that only say which library wrote it."""
+    import json
+
+    folder = _check_folder(src, what)
+    try:
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"could not read the {what}'s config.json in {folder} (option `{src.key}`): {_first_line(exc)}", src.key
+        ) from exc
+    return {k: v for k, v in cfg.items() if not k.startswith("_") and k not in _VERSION_KEYS}
+
+
+_VERSION_KEYS = {"transformers_version", "diffusers_version", "torch_dtype", "dtype", "architectures"}
 
 
 # --------------------------------------------------------------------------- text encoding

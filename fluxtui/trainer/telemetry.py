@@ -33,6 +33,7 @@ class Telemetry:
         self._last_stage: dict[str, float] = {}
         self.started = False  # run.start emitted
         self.lost_events = 0  # events that could not be written (disk full)
+        self.meter: Any = None  # memory.StageMeter once the device is known (watch_memory)
 
     # -- human log ------------------------------------------------------------------------
 
@@ -58,13 +59,36 @@ class Telemetry:
                 # run.end and says the disk is full); never a second traceback on top.
                 self.lost_events += 1
 
-    def stage(self, name: str, done: int, total: int, *, every_s: float = 0.5) -> None:
-        """Progress of a stage; intermediate updates are rate-limited, the first and last are not."""
+    def watch_memory(self, device: Any) -> None:
+        """Count peak VRAM and RSS per stage from now on (stage events carry them)."""
+        from .memory import StageMeter
+
+        self.meter = StageMeter(device)
+
+    def stage(
+        self, name: str, done: int, total: int, *, resident: list[str] | None = None, every_s: float = 0.5
+    ) -> None:
+        """Progress of a stage; intermediate updates are rate-limited, the first and last are not.
+
+        ``resident``: the big model components on the accelerator now. With ``watch_memory``
+        on, the event also carries the stage's memory peaks so far (memory.StageMeter)."""
+        if self.meter is not None:
+            self.meter.enter(name)
         now = time.monotonic()
         if 0 < done < total and now - self._last_stage.get(name, 0.0) < every_s:
             return
         self._last_stage[name] = now
-        self.emit("stage", name=name, done=done, total=total)
+        extra: dict[str, Any] = {} if resident is None else {"resident": list(resident)}
+        if self.meter is not None:
+            extra |= self.meter.figures(name)
+        self.emit("stage", name=name, done=done, total=total, **extra)
+
+    def vram_mb(self, device: Any) -> tuple[float, float]:
+        """(allocated now, peak allocated over the run): what step events report."""
+        alloc, peak = vram_mb(device)
+        if self.meter is not None and peak:
+            peak = max(peak, self.meter.run_peak_vram_mb())
+        return alloc, peak
 
     def warning(self, message: str, key: str | None = None) -> None:
         message = scrub(message)
@@ -72,6 +96,8 @@ class Telemetry:
         self.log(f"warning: {message}" + (f" [{key}]" if key else ""))
 
     def close(self) -> None:
+        if self.meter is not None:
+            self.meter.close()
         if self.writer is not None:
             self.writer.close()
             self.writer = None

@@ -5,7 +5,9 @@ and the user_prompt_library file) at every validation_resolution, with the confi
 distilled guidance, real CFG (> 1 adds a pass with the negative prompt, optionally rescaled),
 the T5 attention mask when the run trained with it, steps and seed. The text encoders are gone by then: the
 prompts' embeddings were put in the text cache with the captions, so sampling needs only
-the transformer and the VAE.
+the transformer and the VAE. The VAE is loaded at the first validation, waits on the CPU in
+between, and decodes in tiles when the estimate says a whole image would need more than the
+training step (core/estimate_stages.vae_decode_plan).
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class Validator:
         self.text_cache = text_cache
         self.run_dir = Path(run_dir)
         self.device = device
+        self._vae_module: Any = None
 
     def _embeds_and_mask(self, text: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         t5, pooled, mask = self.text_cache.load(text)
@@ -107,12 +110,10 @@ class Validator:
             cfg_scale=float(v.validation_guidance_real),
             rescale=float(v.validation_guidance_rescale),
         )
-        offloaded = self.project.memory.enable_model_cpu_offload
-        if offloaded:  # the VAE waits on the CPU between validations
-            self.models.vae.to(self.device)
+        vae = self._vae().to(self.device)
         pipe = FluxPipeline(
             scheduler=copy.deepcopy(self.models.scheduler),
-            vae=self.models.vae,
+            vae=vae,
             text_encoder=None,
             tokenizer=self.models.tokenizer,
             text_encoder_2=None,
@@ -152,9 +153,35 @@ class Validator:
         finally:
             for m in dropouts:
                 m.train()
-            if offloaded:
-                self.models.vae.to("cpu")
+            vae.to("cpu")  # the VAE waits on the CPU: training never holds it
+            del pipe
+            _release()
         return written, round(time.monotonic() - started, 3)
+
+    def _vae(self) -> Any:
+        if self._vae_module is None:
+            from fluxtui.core.estimate import vae_decode_plan
+
+            from . import models
+            from .caches import configure_vae
+
+            models.load_vae(self.models, self.project, device=torch.device("cpu"), log=lambda _msg: None)
+            self._vae_module, self.models.vae = self.models.vae, None
+            plan = vae_decode_plan(self.project)
+            configure_vae(
+                self._vae_module,
+                tiling=self.project.memory.vae_enable_tiling or plan.tile_px is not None,
+                tile_px=plan.tile_px,
+            )
+        return self._vae_module
+
+
+def _release() -> None:
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _cuda_devices(device: torch.device) -> list[Any]:

@@ -56,3 +56,33 @@ def _offload(p: Project) -> list[Problem]:
             )
         )
     return out
+
+
+@rule
+def _system_ram(p: Project) -> list[Problem]:
+    """The run's RAM peak (core/estimate_ram.py) against this machine's RAM."""
+    from ..estimate import estimate
+
+    try:
+        est = estimate(p)
+    except Exception:  # an estimate that cannot be made is no reason to stop a run
+        return []
+    if est.machine is None or est.ram_fits() is not False:
+        return []
+    stage = est.ram_peak_stage
+    cpu = p.model.quantize_via == "cpu"
+    fixes = []
+    if cpu:
+        fixes.append('quantize_via = "accelerator" (quantises block by block on the GPU, no copy in RAM)')
+    fixes.append("load a smaller (pre-quantised) transformer")
+    fixes.append(f"or a machine (or swap) with more than {est.ram_gib:.0f} GiB of RAM")
+    return [
+        problem_at(
+            p,
+            f"the run needs ~{est.ram_gib:.1f} GiB of system RAM at its peak ({stage}), "
+            f"but this machine has {est.machine.total_gib:.1f} GiB ({est.machine.source})",
+            "model.quantize_via",
+            severity="warning",
+            fix="; ".join(fixes),
+        )
+    ]
