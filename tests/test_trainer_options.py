@@ -132,6 +132,17 @@ EXERCISED = {
     ),
     # options_c
     **dict.fromkeys(["lora.lora_type", "lora.lokr_factor"], "test_options_c"),
+    # test_ema.py
+    **dict.fromkeys(
+        [
+            "training.use_ema",
+            "training.ema_decay",
+            "training.ema_update_interval",
+            "training.ema_device",
+            "validation.ema_validation",
+        ],
+        "test_ema",
+    ),
 }
 
 SKIPPED = {

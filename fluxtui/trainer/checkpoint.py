@@ -27,6 +27,7 @@ LORA_FILE = "pytorch_lora_weights.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
 RNG_FILE = "rng.pt"
+EMA_FILE = "ema.safetensors"  # the EMA's shadow weights, with use_ema
 TEMP_PREFIX = ".tmp-"
 
 # Tests set this to a step number: that checkpoint is held half-written for a minute, long
@@ -57,6 +58,7 @@ def save(
     optimizer: Any,
     lr_scheduler: Any,
     meta: dict[str, Any],
+    ema_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write checkpoint-<step> atomically and return its path. meta: epoch, data_position, hashes..."""
     folder = Path(run_dir) / CHECKPOINTS_DIR
@@ -70,6 +72,8 @@ def save(
     torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
     torch.save(lr_scheduler.state_dict(), tmp / SCHEDULER_FILE)
     torch.save(rng_states(), tmp / RNG_FILE)
+    if ema_state is not None:
+        save_file(ema_state, tmp / EMA_FILE)
     if os.environ.get(_PAUSE_ENV) == str(step):
         time.sleep(60)
     info = {"step": step, "created": time.time(), **meta}
@@ -137,6 +141,12 @@ def load(path: Path, *, optimizer: Any, lr_scheduler: Any, restore_rng: bool) ->
     if restore_rng:
         set_rng_states(torch.load(path / RNG_FILE, map_location="cpu", weights_only=False))
     return lora_state, meta
+
+
+def load_ema(path: Path) -> dict[str, torch.Tensor] | None:
+    """The EMA state saved with a checkpoint, or None (saved without use_ema)."""
+    file = Path(path) / EMA_FILE
+    return load_file(file) if file.exists() else None
 
 
 def _fsync_tree(folder: Path) -> None:
