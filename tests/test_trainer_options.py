@@ -147,6 +147,17 @@ EXERCISED = {
         ],
         "test_options_simpletuner_parity",
     ),
+    # test_ema.py
+    **dict.fromkeys(
+        [
+            "training.use_ema",
+            "training.ema_decay",
+            "training.ema_update_interval",
+            "training.ema_device",
+            "validation.ema_validation",
+        ],
+        "test_ema",
+    ),
 }
 
 SKIPPED = {

@@ -522,6 +522,41 @@ OPTIONS: tuple[Option, ...] = (
         "latest",
         "latest, none, or a path to a checkpoint folder.",
     ),
+    _o(
+        "training",
+        "use_ema",
+        "bool",
+        False,
+        "Keep an exponential moving average of the LoRA weights; the EMA weights are what is "
+        "saved (and validated, see ema_validation).",
+        resume_safe=False,
+    ),
+    _o(
+        "training",
+        "ema_decay",
+        "float",
+        0.995,
+        "EMA smoothing: closer to 1 drifts slower. Young averages use min(decay, (1+n)/(10+n)).",
+        min=0.0,
+        max=0.9999,
+    ),
+    _o(
+        "training",
+        "ema_update_interval",
+        "int",
+        None,
+        "Update the EMA every n optimizer steps; empty means every step.",
+        min=1,
+        example=1,
+    ),
+    _o(
+        "training",
+        "ema_device",
+        "str",
+        "cpu",
+        "Where the EMA weights live between updates: cpu (no VRAM) or accelerator (faster updates).",
+        choices=("cpu", "accelerator"),
+    ),
     # -- validation ------------------------------------------------------------------------
     _o(
         "validation",
@@ -602,6 +637,15 @@ OPTIONS: tuple[Option, ...] = (
         'A JSON file of named validation prompts, {"anime_<token>": "a prompt"} as in '
         "SimpleTuner (relative to the workspace); rendered besides [validation.prompts].",
         example="prompt_library.json",
+    ),
+    _o(
+        "validation",
+        "ema_validation",
+        "str",
+        "comparison",
+        "With use_ema: validate the EMA weights (ema_only), the trained weights (none), or both "
+        "(comparison; the EMA images end in -ema).",
+        choices=("none", "ema_only", "comparison"),
     ),
     _o(
         "validation",

@@ -28,6 +28,7 @@ LORA_FILE = "pytorch_lora_weights.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
 RNG_FILE = "rng.pt"
+EMA_FILE = "ema.safetensors"  # the EMA's shadow weights, with use_ema
 
 # Tests set this to a step number (or "*": every one): that checkpoint is held half-written for a minute, long
 # enough to kill the process in the middle of the write.
@@ -59,6 +60,7 @@ def save(
     optimizer: Any,
     lr_scheduler: Any,
     meta: dict[str, Any],
+    ema_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write checkpoint-<step> atomically and return its path. meta: epoch, data_position, hashes...
     RunFailed, before anything is written, when the disk has less room than the checkpoint."""
@@ -75,6 +77,8 @@ def save(
     torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
     torch.save(lr_scheduler.state_dict(), tmp / SCHEDULER_FILE)
     torch.save(rng_states(), tmp / RNG_FILE)
+    if ema_state is not None:
+        save_file(ema_state, tmp / EMA_FILE)
     if os.environ.get(_PAUSE_ENV) in (str(step), "*"):
         time.sleep(60)
     info = {"step": step, "created": time.time(), **meta}
@@ -177,6 +181,12 @@ def restore(
 
 def _shown(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def load_ema(path: Path) -> dict[str, torch.Tensor] | None:
+    """The EMA state saved with a checkpoint, or None (saved without use_ema)."""
+    file = Path(path) / EMA_FILE
+    return load_file(file) if file.exists() else None
 
 
 def _fsync_tree(folder: Path) -> None:

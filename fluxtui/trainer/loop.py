@@ -111,7 +111,7 @@ def _train(
 
     import torch
 
-    from . import blocks, caches, checkpoint, data, flow, lora, models, optim, outputs, validation
+    from . import blocks, caches, checkpoint, data, ema, flow, lora, models, optim, outputs, validation
 
     accelerator = setup.make_accelerator(project, run_dir)
     device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
@@ -145,6 +145,7 @@ def _train(
     transformer = m.transformer
     params = lora.add_lora(transformer, project)
     tel.log(f"LoRA: {sum(p.numel() for p in params):,} trainable parameters ({project.lora.flux_lora_target})")
+    averaged = ema.EMA.from_project(project, params, device)  # None without use_ema
     validator = (
         validation.Validator(project, m, text_cache, run_dir, device) if main and validation.possible(project) else None
     )
@@ -191,6 +192,8 @@ def _train(
             tel=tel,
         )
         lora.load_lora_state(base, lora_state)
+        if averaged is not None:
+            averaged.resume(checkpoint.load_ema(choice.checkpoint.path), tel)
         progress.step = int(meta["step"])
         progress.position = setup.resume_position(meta, t.train_batch_size, batches_per_step)
         if not main:
@@ -210,6 +213,7 @@ def _train(
                 lora_state=lora.lora_state_dict(base),
                 optimizer=optimizer,
                 lr_scheduler=lr_scheduler,
+                ema_state=averaged.state_dict() if averaged is not None else None,
                 meta={
                     "epoch": progress.epoch,
                     "data_position": progress.position,
@@ -245,7 +249,11 @@ def _train(
             tel.warning("validation asked for, but there is no validation prompt or resolution", "validation")
         if validator is not None:
             tel.stage("validate", 0, 1, resident=[*models.resident(m), "vae"])
-            images, seconds = validator.run(progress.step, base, autocast=accelerator.autocast)
+            images, seconds = [], 0.0
+            for suffix, weights in ema.validation_passes(averaged, project.validation.ema_validation):
+                with weights:
+                    made, took = validator.run(progress.step, base, autocast=accelerator.autocast, suffix=suffix)
+                images, seconds = images + made, seconds + took
             tel.emit("validation", step=progress.step, images=images, seconds=seconds)
             tel.log(f"validation: {len(images)} image(s) in {seconds:.1f}s -> {Path(images[0]).parent}")
             tel.stage("validate", 1, 1, resident=[*models.resident(m), "vae"])
@@ -335,6 +343,8 @@ def _train(
                     optimizer.zero_grad(set_to_none=True)
             micro_losses.append(loss.detach())
         progress.step += 1
+        if averaged is not None:
+            averaged.step(progress.step)
         loss_value = float(accelerator.reduce(torch.stack(micro_losses).mean(), reduction="mean"))
         progress.losses.append(loss_value)
         seconds = time.perf_counter() - step_began
@@ -378,11 +388,12 @@ def _train(
         if last_validated != progress.step and validation.enabled(project):
             validate()
         tel.stage("save", 0, 1, resident=models.resident(m))
-        if main:
-            paths = outputs.save_final(base, run_dir, project, step=progress.step, run_id=run_id, flavour=m.flavour)
-            tel.log("LoRA written: " + ", ".join(setup.rel(p, run_dir) for p in paths))
+        with ema.saved_weights(averaged):
+            if main:
+                paths = outputs.save_final(base, run_dir, project, step=progress.step, run_id=run_id, flavour=m.flavour)
+                tel.log("LoRA written: " + ", ".join(setup.rel(p, run_dir) for p in paths))
+            tel.log(f"LoRA sha256 {telemetry.lora_digest(lora.lora_state_dict(base))}", all_ranks=True)
         tel.stage("save", 1, 1, resident=models.resident(m))
-        tel.log(f"LoRA sha256 {telemetry.lora_digest(lora.lora_state_dict(base))}", all_ranks=True)
         telemetry.log_loss_summary(tel, progress.losses)
         if main and project.hub.push_to_hub:
             outputs.push_to_hub(run_dir / outputs.LORA_DIR, project, tel)

@@ -97,8 +97,11 @@ class Validator:
         dtype = self.models.weight_dtype
         return t5[None].to(self.device, dtype), pooled[None].to(self.device, dtype), mask[None].to(self.device)
 
-    def run(self, step: int, transformer: Any, *, autocast: Any = contextlib.nullcontext) -> tuple[list[str], float]:
-        """Render every prompt x resolution; returns (paths relative to the run folder, seconds)."""
+    def run(
+        self, step: int, transformer: Any, *, autocast: Any = contextlib.nullcontext, suffix: str = ""
+    ) -> tuple[list[str], float]:
+        """Render every prompt x resolution; returns (paths relative to the run folder, seconds).
+        ``suffix`` goes after the prompt name (the EMA's images end in -ema)."""
         with only_transformers_errors():
             from diffusers import FluxPipeline
 
@@ -147,7 +150,7 @@ class Validator:
                             generator=torch.Generator("cpu").manual_seed(int(v.validation_seed)),
                             max_sequence_length=t5.shape[1],
                         ).images[0]
-                        path = folder / f"{prompt.name}-{w}x{h}.png"
+                        path = folder / f"{prompt.name}{suffix}-{w}x{h}.png"
                         image.save(path)
                         written.append(str(path.relative_to(self.run_dir)))
         finally:
