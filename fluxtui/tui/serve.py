@@ -7,7 +7,8 @@ Whoever reaches the port can start and stop training, so, like Jupyter:
   browser cannot drive the app);
 - on loopback, a Host header that is not a loopback name is refused (DNS rebinding);
 - the page loads nothing from outside the machine: our own template (serve_page.html), the
-  font and scripts from textual-serve's local static folder.
+  font and scripts from textual-serve's local static folder;
+- the terminal's text is in the page for screen readers (xterm's screen-reader mode).
 """
 
 from __future__ import annotations
@@ -32,11 +33,25 @@ def _hostname(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+# textual-serve's bundle builds its xterm.js terminal with these options; adding
+# screenReaderMode puts the screen's text into the page (xterm's accessibility tree), for
+# screen readers and for the browser test that reads it through the DOM.
+_XTERM_OPTIONS = "fontFamily:\"'Roboto Mono', Monaco, 'Courier New', monospace\""
+
+
+def accessible_textual_js(path: Path) -> bytes:
+    """textual-serve's script with the terminal's screen-reader mode on (unchanged when a
+    new textual-serve builds it differently: the page works, only without the text)."""
+    script = path.read_text(encoding="utf-8")
+    return script.replace(_XTERM_OPTIONS, _XTERM_OPTIONS + ",screenReaderMode:!0", 1).encode()
+
+
 class GuardedServer(Server):
     def __init__(self, command: str, *, host: str, port: int, title: str, token: str | None = None):
         super().__init__(command, host=host, port=port, title=title, templates_path=Path(__file__).parent)
         self.token = token or secrets.token_urlsafe(24)
         self.loopback = host in LOOPBACK
+        self.textual_js = accessible_textual_js(self.statics_path / "js" / "textual.js")
 
     @property
     def url(self) -> str:
@@ -54,6 +69,7 @@ class GuardedServer(Server):
                 web.get("/", self.handle_index, name="index"),
                 web.get("/ws/{token}", self.handle_websocket, name="websocket"),
                 web.get("/download/{key}", self.handle_download, name="download"),
+                web.get("/static/js/textual.js", self.handle_textual_js),  # before the folder: ours wins
                 web.static("/static", self.statics_path, name="static"),
             ]
         )
@@ -82,6 +98,9 @@ class GuardedServer(Server):
             "static": "/static/",
         }
         return aiohttp_jinja2.render_template(PAGE, request, context)
+
+    async def handle_textual_js(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.textual_js, content_type="application/javascript")
 
     async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
         if not self._token_ok(request.match_info.get("token")):
