@@ -44,10 +44,11 @@ def wait_for_text(page, pattern: str) -> str:
 
 
 @pytest.mark.slow
-def test_the_tui_in_a_real_browser(demo_workspace, tmp_path):
+def test_the_tui_in_a_real_browser(demo_workspace, tmp_path, monkeypatch):
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"no browser at {CHROMIUM}: `apt-get install chromium` (.ci/run does) to run this test")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright comes with the test extra")
+    monkeypatch.delenv("NO_COLOR", raising=False)  # the screenshots show the real colours
     proc, _port, url = start_serve(demo_workspace)
     requests: list[str] = []
     try:
