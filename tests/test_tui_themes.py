@@ -114,6 +114,7 @@ def test_a_wheel_from_a_clean_checkout_carries_the_themes(tmp_path):
     where, rules, names = out.stdout.splitlines()
     assert where.startswith(str(bare)) and rules == "True"
     assert names == str(sorted([theming.DARK, theming.HIGH_CONTRAST, theming.LIGHT]))
+    assert (bare / "fluxtui" / "tui" / "serve_page.html").is_file()  # `fluxtui serve`'s page
 
 
 # -- your own themes ----------------------------------------------------------------------
