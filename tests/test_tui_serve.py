@@ -136,7 +136,7 @@ def test_serve_prints_a_token_url_and_the_page_needs_it(served):
     status, body = http_status(url)
     assert status == 200 and "fluxtui" in body and f"/ws/{token}" in body
     # nothing from outside the machine: every src/href is a local path
-    assert "googleapis" not in body and not re.findall(r'(?:src|href)="(?!/static/)[^"]*"', body)
+    assert "googleapis" not in body and not re.findall(r'(?:src|href)="(?!/static/|data:)[^"]*"', body)
     assert http_status(f"http://127.0.0.1:{port}/")[0] == 403
     assert http_status(f"http://127.0.0.1:{port}/?token=wrong")[0] == 403
     status, css = http_status(f"http://127.0.0.1:{port}/static/css/xterm.css")
