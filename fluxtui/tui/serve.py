@@ -13,7 +13,10 @@ Whoever reaches the port can start and stop training, so, like Jupyter:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +87,29 @@ class GuardedServer(Server):
         return await handler(request)
 
     async def on_startup(self, app: web.Application) -> None:
+        pass  # textual-serve prints its banner here, before the port is bound: see serve()
+
+    def serve(self, debug: bool = False) -> None:
+        """textual-serve's serve(), announcing the URL once the port really listens."""
+        self.debug = debug
+        self.initialize_logging()
+        try:
+            loop = asyncio.get_event_loop()
+        except Exception:
+            loop = asyncio.new_event_loop()
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGINT, self.request_exit)
+            loop.add_signal_handler(signal.SIGTERM, self.request_exit)
+        web.run_app(
+            self._make_app(),
+            host=self.host,
+            port=self.port,
+            handle_signals=False,
+            loop=loop,
+            print=lambda *_: self.announce(),  # aiohttp calls it after the site has started
+        )
+
+    def announce(self) -> None:
         print(f"fluxtui serve: open {self.url}", flush=True)
         print("Ctrl+C stops the server (a run it started goes on)", flush=True)
 
