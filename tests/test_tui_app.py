@@ -141,7 +141,7 @@ async def test_a_keymap_in_the_settings_remaps_bindings_by_id(ws):
 
 def test_themes_come_from_the_tcss_palettes():
     themes = {t.name: t for t in theming.load_themes()}
-    assert set(themes) == {theming.DARK, theming.LIGHT}
+    assert {theming.DARK, theming.LIGHT, theming.HIGH_CONTRAST} <= set(themes)
     assert themes[theming.DARK].dark and not themes[theming.LIGHT].dark
     assert themes[theming.LIGHT].variables["loss-smooth"].startswith("#")
     # the palettes are TCSS that Textual itself accepts

@@ -132,6 +132,7 @@ class FluxApp(App[int]):
         self.settings_dir = settings_dir
         self.state = WorkspaceState()
         self.state_changed: Signal[str] = Signal(self, "state-changed")
+        self.theme_problems: list[Problem] = []  # broken user themes, skipped
         self.errors: list[str] = []  # worker failures, newest last (also shown as notifications)
         self._watcher = None
 
@@ -141,8 +142,7 @@ class FluxApp(App[int]):
         return dict(theming.VARIABLE_DEFAULTS)
 
     def on_mount(self) -> None:
-        for theme in theming.load_themes():
-            self.register_theme(theme)
+        self.register_themes()
         saved = settings.load(self.settings_dir)
         keymap = saved.get("keymap")
         if isinstance(keymap, dict):  # binding id -> keys, e.g. {"run.start": "f5"}
@@ -160,6 +160,19 @@ class FluxApp(App[int]):
             self.set_interval(2.0, self.sample_gpu)
         if self.watch_files:
             self.start_watcher()
+
+    def register_themes(self) -> None:
+        """The built-in themes, then yours (config folder, workspace); a broken one is
+        skipped and shown as a notification naming its file and line."""
+        for theme in theming.load_themes():
+            self.register_theme(theme)
+        config_dir = self.settings_dir or settings.config_dir()
+        loaded = theming.load_user_themes(theming.user_theme_dirs(self.workspace.root, config_dir))
+        for theme in loaded.themes:
+            self.register_theme(theme)
+        self.theme_problems = loaded.problems
+        for problem in loaded.problems:
+            self.notify(str(problem), title="theme skipped", severity="warning", timeout=15)
 
     def on_unmount(self) -> None:
         if self._watcher is not None:
