@@ -89,8 +89,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_names(parser: argparse.ArgumentParser) -> set[str]:
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return set()
+
+
+def tui_on_folder(argv: list[str], commands: set[str]) -> list[str]:
+    """`fluxtui DIR` means `fluxtui tui DIR`. A command name always wins: a folder called
+    `run` opens with `fluxtui ./run` (or `fluxtui tui run`); a word that is neither a command
+    nor a folder stays a usage error, so a typo is not taken for a path."""
+    if not argv or argv[0].startswith("-") or argv[0] in commands:
+        return argv
+    first = argv[0]
+    if Path(first).is_dir() or os.sep in first:
+        return ["tui", *argv]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = tui_on_folder(list(sys.argv[1:] if argv is None else argv), _command_names(parser))
     args = parser.parse_args(argv)
     command = args.command or "tui"
     if args.command is None:

@@ -88,3 +88,29 @@ def test_start_training_with_keys_in_tmux(demo_workspace, tmp_path):
         if runs.active_run(ws) is not None:
             runs.stop_run(ws, timeout=20)
     assert runs.list_runs(ws)[-1].status == "stopped"
+
+
+def test_fluxtui_dir_opens_the_tui_on_that_folder(demo_workspace, tmp_path):
+    ws = Workspace.at(demo_workspace)
+    tmux = Tmux(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    app = shlex.join(
+        [
+            "env",
+            "-u",
+            "NO_COLOR",
+            f"XDG_CONFIG_HOME={tmp_path / 'xdg'}",
+            sys.executable,
+            "-m",
+            "fluxtui.cli",
+            str(ws.root),
+        ]
+    )
+    try:
+        tmux("new-session", "-d", "-s", "fx", "-x", "80", "-y", "24", "-c", str(elsewhere), app)
+        tmux.wait_for(r"1 Overview", 60)
+        tmux.wait_for(r"\(ws\)", 30)  # the project panel names the workspace folder
+        tmux("send-keys", "-t", "fx", "q")
+    finally:
+        tmux.kill()

@@ -198,3 +198,22 @@ def test_tui_imports_neither_torch_nor_the_trainer():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_fluxtui_dir_means_the_tui_on_that_folder(demo_workspace, tmp_path):
+    from conftest import run_cli
+
+    from fluxtui.cli import _command_names, build_parser, tui_on_folder
+
+    commands = _command_names(build_parser())
+    assert {"run", "status", "tui"} <= commands
+    (tmp_path / "run").mkdir()
+    assert tui_on_folder([str(demo_workspace)], commands) == ["tui", str(demo_workspace)]
+    assert tui_on_folder(["run"], commands) == ["run"]  # a command name wins over a folder
+    assert tui_on_folder(["./run"], commands) == ["tui", "./run"]  # the way to open that folder
+    assert tui_on_folder(["stauts"], commands) == ["stauts"]  # a typo stays a usage error
+    # not a terminal: the TUI command itself answers, so the folder was taken as one
+    out = run_cli(str(demo_workspace), cwd=tmp_path)
+    assert "needs a terminal" in out.stderr and "invalid choice" not in out.stderr, out.stderr
+    out = run_cli("stauts", cwd=tmp_path)
+    assert out.returncode == 2 and "invalid choice" in out.stderr

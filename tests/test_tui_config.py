@@ -7,7 +7,9 @@ import difflib
 
 import pytest
 from textual.widgets import Input, Select, TextArea
+from tui_support import send_batch, toasts, wait_for
 
+from fluxtui.core import config
 from fluxtui.tui.app import make_app
 from fluxtui.tui.screens.config import ConfigScreen
 from fluxtui.tui.screens.dialogs import QuitGuard
@@ -227,3 +229,85 @@ async def test_outside_edit_refreshes_a_clean_form(ws):
         await settle(app, pilot)
         assert field.control.value == "1234" and not field.modified
         assert isinstance(field.control, Input)
+
+
+async def test_keys_sent_in_one_batch_edit_in_order(ws):
+    """`End BSpace 8` arriving in one read (SSH) sets 8; Textual alone saves an empty field
+    and removes the key (upstream #6605)."""
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        field = await open_field(app, pilot, "training.train_batch_size")
+        assert app.focused is field.control and field.control.value == "4"
+        send_batch(app, "end", "backspace", "8")
+        await wait_for(pilot, lambda: field.control.value != "4", what="the keys to arrive")
+        await settle(app, pilot)
+        assert field.control.value == "8" and field.value == 8
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "train_batch_size = 8" in ws.project_file.read_text(), what="the save")
+    assert "train_batch_size = 8" in ws.project_file.read_text()
+
+
+async def test_an_empty_field_keeps_the_files_value(ws):
+    before = ws.project_file.read_text()
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        field = await open_field(app, pilot, "training.seed")
+        await pilot.press("end", "ctrl+u")
+        await pilot.pause()
+        assert field.control.value == "" and field.value == 42 and not field.modified
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert "nothing to save" in toasts(app)
+    assert ws.project_file.read_text() == before
+
+
+async def test_reset_to_default_is_the_explicit_way_to_remove_a_key(ws):
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        field = await open_field(app, pilot, "training.seed")
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        assert field.modified and field.value is None
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: any(t.startswith("saved") for t in toasts(app)), what="the save toast")
+        saved = next(t for t in toasts(app) if t.startswith("saved"))
+        assert "removed training.seed (was 42" in saved
+    assert "\nseed = " not in ws.project_file.read_text()
+
+
+async def test_save_toast_lists_every_changed_added_and_removed_key(ws):
+    config.set_values(ws.project_file, {"training.seed": None})  # so that typing one adds it
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_field(app, pilot, "training.learning_rate")
+        await type_into(pilot, "0.0005")
+        norm = await open_field(app, pilot, "training.max_grad_norm")
+        await pilot.press("ctrl+o")
+        seed = await open_field(app, pilot, "training.seed")
+        assert not seed.explicit
+        await type_into(pilot, "7")
+        await pilot.pause()
+        assert norm.modified and seed.modified
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: any(t.startswith("saved") for t in toasts(app)), what="the save toast")
+        saved = next(t for t in toasts(app) if t.startswith("saved"))
+    assert "changed training.learning_rate: 0.001 → 0.0005" in saved
+    assert "removed training.max_grad_norm (was 1.0" in saved
+    assert "added training.seed = 7" in saved
+    text = ws.project_file.read_text()
+    assert "seed = 7" in text and "\nmax_grad_norm" not in text
+
+
+async def test_choice_fields_show_the_files_value(ws):
+    config.set_values(ws.project_file, {"training.lr_scheduler": "cosine"})
+    app = app_for(ws)
+    async with app.run_test(size=SIZE) as pilot:
+        flavour = await open_field(app, pilot, "model.model_flavour")
+        precision = app.screen.query_one(f"#{field_id('model.base_model_precision')}", OptionField)
+        for field, value in ((flavour, "tiny-random"), (precision, "no_change")):
+            assert field.control.value == value
+            shown = field.control.query_one("SelectCurrent").query_one("#label").render()
+            assert str(shown) == value and "(not set)" not in str(shown)
+            assert not field.modified
+        sched = await open_field(app, pilot, "training.lr_scheduler")
+        assert sched.control.value == "cosine" and not sched.modified

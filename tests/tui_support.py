@@ -25,3 +25,20 @@ async def wait_for(pilot, predicate, timeout: float = 20.0, what: str = "the con
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.05)
+
+
+def send_batch(app, *keys: str) -> None:
+    """Post keys the way a terminal read delivers them over SSH: all at once, no pause
+    between them (Pilot's `press` waits for the app to go idle after every key)."""
+    from textual import events
+
+    for key in keys:
+        char = key if len(key) == 1 else None
+        event = events.Key(key, char)
+        event.set_sender(app)
+        app._driver.send_message(event)
+
+
+def toasts(app) -> list[str]:
+    """The notifications shown so far, oldest first."""
+    return [str(n.message) for n in app._notifications]

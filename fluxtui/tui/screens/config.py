@@ -15,14 +15,14 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import ContentSwitcher, Static, TabbedContent, TabPane, TextArea
+from textual.widgets import ContentSwitcher, Input, Select, Static, TabbedContent, TabPane, TextArea
 
 from fluxtui.core import config
 from fluxtui.core.config import KeyLocator
 from fluxtui.core.schema import SECTIONS, options_in, table_sections
 
 from ..messages import Saved
-from ..widgets.option_field import OptionField, field_id
+from ..widgets.option_field import OptionField, display_text, field_id
 from ..widgets.problem_list import ProblemList
 from .base import FluxScreen
 
@@ -60,6 +60,45 @@ def _section_of(dotted: str | None) -> str | None:
     return section if section in FORM_SECTIONS else None
 
 
+def save_summary(fields: list[OptionField]) -> str:
+    """The save toast: every changed, added and removed key, with old and new values."""
+    lines = []
+    for f in fields:
+        old, new = display_text(f.opt, f.original), display_text(f.opt, f.value)
+        if f.value is None:
+            lines.append(f"removed {f.dotted} (was {old}; the default applies)")
+        elif f.explicit:
+            lines.append(f"changed {f.dotted}: {old} → {new}")
+        else:
+            lines.append(f"added {f.dotted} = {new}")
+    return "saved project.toml\n" + "\n".join(lines)
+
+
+def raw_save_summary(before: str, after: str) -> str:
+    """The same for the raw view: the dotted keys whose values differ between the texts."""
+    try:
+        old, new = _flatten(tomllib.loads(before)), _flatten(tomllib.loads(after))
+    except tomllib.TOMLDecodeError:
+        return "saved project.toml"
+    lines = [f"changed {k}" for k in new if k in old and old[k] != new[k]]
+    lines += [f"added {k}" for k in new if k not in old]
+    lines += [f"removed {k}" for k in old if k not in new]
+    return "\n".join(["saved project.toml", *lines[:12]] + ([f"… {len(lines) - 12} more"] if len(lines) > 12 else []))
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else k))
+    elif isinstance(node, list) and node and all(isinstance(v, dict) for v in node):
+        for i, v in enumerate(node):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+    else:
+        out[prefix] = node
+    return out
+
+
 def _toml_syntax_problem(problems: list) -> Any:
     return next((p for p in problems if p.message.startswith("invalid TOML")), None)
 
@@ -70,7 +109,8 @@ class ConfigScreen(FluxScreen):
         Binding("ctrl+s", "save", "Save", id="config.save", priority=True),
         Binding("ctrl+r", "toggle_raw", "Raw TOML/form", id="config.raw", priority=True),
         Binding("ctrl+l", "revert", "Reload from disk", id="config.revert", priority=True),
-        Binding("escape", "leave_field", "Leave field", id="config.leave_field", show=False),
+        Binding("ctrl+o", "reset_field", "Reset to default", id="config.reset_field", priority=True),
+        Binding("escape", "leave_field", "Leave field (then 1-5)", id="config.leave_field"),
     ]
 
     def __init__(self) -> None:
@@ -83,6 +123,7 @@ class ConfigScreen(FluxScreen):
         self._raw_check_timer = None
         self.built: dict[str, list[OptionField]] = {}  # section -> its fields, once shown
         self._status_queued = False
+        self._save_summary = "saved project.toml"
 
     # -- building ---------------------------------------------------------------------------
 
@@ -287,12 +328,30 @@ class ConfigScreen(FluxScreen):
             self.raw.focus()
         self._update_status()
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        # the footer shows "esc Leave field" only while a field has the keys (then 1-5 are text)
+        if action == "leave_field":
+            return isinstance(self.focused, (Input, TextArea, Select))
+        return True
+
     def action_leave_field(self) -> None:
         """Out of a text field, so the number keys switch screens again."""
         if self.showing_raw:
             self.set_focus(None)
         else:
             self.query_one(TabbedContent).query_one("Tabs").focus()
+
+    def action_reset_field(self) -> None:
+        """Drop the focused field's key from the file on the next save: the default applies."""
+        field = next(
+            (a for a in (self.focused.ancestors_with_self if self.focused else ()) if isinstance(a, OptionField)), None
+        )
+        if field is None or self.showing_raw:
+            self.notify("focus a field first; ctrl+o resets it to its default", severity="warning", timeout=3)
+            return
+        field.reset_to_default()
+        if field.modified:
+            self.notify(f"{field.dotted}: back to its default when you save (ctrl+s)", timeout=3)
 
     def action_revert(self) -> None:
         self.load_text(self.state.text if self.state.loaded else self.disk_text)
@@ -310,10 +369,12 @@ class ConfigScreen(FluxScreen):
             self.notify(f"{len(invalid)} field(s) have errors; nothing was saved", severity="error")
             self.focus_key(invalid[0].dotted)
             return False
-        changes = {f.dotted: f.value for f in self.fields if f.modified}
+        modified = [f for f in self.fields if f.modified]
+        changes = {f.dotted: f.value for f in modified}
         if not changes:
             self.notify("nothing to save", timeout=2)
             return True
+        self._save_summary = save_summary(modified)
         worker = self._write_changes(changes)
         await worker.wait()
         return worker.result is not None
@@ -323,6 +384,7 @@ class ConfigScreen(FluxScreen):
         if self.syntax_error is not None:
             self.notify(f"not saved: line {self.syntax_error.line}: {self.syntax_error.message}", severity="error")
             return False
+        self._save_summary = raw_save_summary(self.disk_text, self.raw.text)
         worker = self._write_text(self.raw.text)
         await worker.wait()
         return worker.result is not None
@@ -342,7 +404,7 @@ class ConfigScreen(FluxScreen):
     def on_saved(self, msg: Saved) -> None:
         self.state.text = msg.text  # the reload below confirms it; no flicker meanwhile
         self.load_text(msg.text)
-        self.notify("saved project.toml", timeout=3)
+        self.notify(self._save_summary, timeout=6)
         self.fapp.reload_project()
 
     # -- jumping to a key -------------------------------------------------------------------

@@ -3,6 +3,10 @@
 The control follows the option's kind: a Select for choices, a Switch for booleans, an Input
 for the rest (lists and tables are typed as TOML). Every change is checked right away with
 the same `check_value` that `fluxtui validate` uses.
+
+No edit is ever lost: an empty field (or a blank choice) means "keep the file's value", so a
+field that is empty for a moment while someone retypes it never deletes the key. Removing a
+key from the file is an explicit action (`reset_to_default`, ctrl+o in the editor).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import re
 from typing import Any
 
 import tomllib
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
@@ -88,6 +93,29 @@ def parse_text(opt: Option, text: str) -> tuple[Any, str | None]:
         return text, f"not a TOML value; e.g. {example}"
 
 
+class FieldInput(Input):
+    """An Input whose editing keys take effect in the order they arrived.
+
+    Textual 8.2.8 runs an Input's own bindings (End, Backspace, Left...) only after the key
+    event has bubbled up to the app, while a printable key is inserted as soon as the Input
+    sees it. Keys that arrive in one read (what SSH and tmux deliver when someone types fast)
+    are therefore reordered: `End BSpace 8` types the 8 first and then deletes it (upstream
+    issue #6605). Running the Input's own binding here, in the Input's queue, keeps the order.
+    """
+
+    async def _on_key(self, event: events.Key) -> None:
+        if not event.is_printable:
+            for binding in self._bindings.key_to_bindings.get(event.key, ()):
+                if binding.priority:
+                    continue
+                event.stop()
+                event.prevent_default()
+                self._restart_blink()
+                await self.run_action(binding.action)
+                return
+        await super()._on_key(event)
+
+
 class OptionField(Vertical):
     """A form field bound to one dotted key."""
 
@@ -139,13 +167,14 @@ class OptionField(Vertical):
         if opt.choices:
             options = [(c, c) for c in opt.choices]
             allow_blank = opt.default is None or value not in opt.choices
-            select = Select(options, allow_blank=allow_blank, id=cid, prompt="(not set)")
-            if value in opt.choices:
-                select.value = value
-            return select
-        return Input(display_text(opt, value), id=cid, placeholder=self._placeholder(), compact=False)
+            # the value goes in the constructor: assigned before mount, Select drops it
+            initial = value if value in opt.choices else Select.NULL
+            return Select(options, allow_blank=allow_blank, value=initial, id=cid, prompt="(not set)")
+        return FieldInput(display_text(opt, value), id=cid, placeholder=self._placeholder(), compact=False)
 
     def _placeholder(self) -> str:
+        if self.explicit and self.original is not None:
+            return f"empty keeps {display_text(self.opt, self.original)} · ctrl+o: default"
         if self.opt.default is not None:
             return f"default: {display_text(self.opt, self.opt.default)}"
         if self.opt.example is not None:
@@ -194,12 +223,30 @@ class OptionField(Vertical):
 
     # -- editing ----------------------------------------------------------------------------
 
+    def reset_to_default(self) -> None:
+        """The explicit way to drop the key from the file (the option's default applies)."""
+        control = self.control
+        with control.prevent(Input.Changed, Select.Changed, Switch.Changed):
+            if isinstance(control, Switch):
+                control.value = bool(self.opt.default)
+            elif isinstance(control, Select):
+                if self.opt.default in (self.opt.choices or ()):
+                    control.value = self.opt.default
+                elif control._allow_blank:
+                    control.value = Select.NULL
+            elif isinstance(control, Input):
+                control.value = display_text(self.opt, self.opt.default)
+        # a key the file does not set is at its default already: nothing to remove
+        self._edited(None if self.explicit else self.original, None)
+
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
         if event.value == display_text(self.opt, self.original):
             self._edited(self.original, None)  # unchanged text: the file's value, right or wrong
             return
         value, err = parse_text(self.opt, event.value)
+        if value is None and err is None:
+            value = self.original  # empty: keep the file's value (never delete a key by typing)
         self._edited(value, err)
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
@@ -208,7 +255,7 @@ class OptionField(Vertical):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
-        value = None if event.value is Select.NULL else event.value
+        value = self.original if event.value is Select.NULL else event.value  # blank: keep the file's
         self._edited(value, None)
 
     def _edited(self, value: Any, err: str | None) -> None:
