@@ -292,7 +292,7 @@ async def test_save_toast_lists_every_changed_added_and_removed_key(ws):
         await wait_for(pilot, lambda: any(t.startswith("saved") for t in toasts(app)), what="the save toast")
         saved = next(t for t in toasts(app) if t.startswith("saved"))
     assert "changed training.learning_rate: 0.001 → 0.0005" in saved
-    assert "removed training.max_grad_norm (was 1.0" in saved
+    assert "removed training.max_grad_norm (was 2.0" in saved  # the template writes the default
     assert "added training.seed = 7" in saved
     text = ws.project_file.read_text()
     assert "seed = 7" in text and "\nmax_grad_norm" not in text

@@ -547,6 +547,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "Update the EMA every n optimizer steps; empty means every step.",
         min=1,
+        max=MAX_STEPS,
         example=1,
     ),
     _o(
