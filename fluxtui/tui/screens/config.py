@@ -109,7 +109,8 @@ class ConfigScreen(FluxScreen):
         Binding("ctrl+s", "save", "Save", id="config.save", priority=True),
         Binding("ctrl+r", "toggle_raw", "Raw TOML/form", id="config.raw", priority=True),
         Binding("ctrl+l", "revert", "Reload from disk", id="config.revert", priority=True),
-        Binding("ctrl+o", "reset_field", "Reset to default", id="config.reset_field", priority=True),
+        # shown in the focused field's hint instead: at 80 columns the footer has no room for it and Quit
+        Binding("ctrl+o", "reset_field", "Reset to default", id="config.reset_field", priority=True, show=False),
         Binding("escape", "leave_field", "Leave field (then 1-5)", id="config.leave_field"),
     ]
 
