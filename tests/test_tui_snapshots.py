@@ -136,3 +136,27 @@ def test_monitor_of_a_finished_run(ws, compare):
         return bool(a.state.runs) and screen.current is not None and screen.current.step == 40 and not screen._dirty
 
     assert compare(app, ready=drawn)
+
+
+def _settled(mode: str):
+    def ready(a) -> bool:
+        screen = a.screen
+        if a.state.estimate is None or not a.state.runs:
+            return False
+        if mode == "monitor":
+            return screen.current is not None and screen.current.step == 40 and not screen._dirty
+        if mode == "config":
+            return isinstance(screen, ConfigScreen) and screen.loaded
+        return True
+
+    return ready
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+@pytest.mark.parametrize("mode", ["overview", "config", "datasets", "monitor", "runs"])
+def test_every_screen_at_small_and_large_terminals(ws, compare, mode, size):
+    """At 80x24 nothing essential may be clipped (footer Quit, monitor header, runs columns);
+    at 160x48 the screens should use the room. Review the SVGs when they change."""
+    finished_run(ws)
+    app = app_for(ws, mode=mode)
+    assert compare(app, size=size, ready=_settled(mode))

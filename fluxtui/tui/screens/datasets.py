@@ -75,7 +75,6 @@ class DatasetsScreen(FluxScreen):
                         yield TextArea("", id="ds-caption", soft_wrap=True, tab_behavior="focus")
 
     def on_mount(self) -> None:
-        self.query_one("#ds-images", DataTable).add_columns("file", "size", "bucket", "caption")
         super().on_mount()
 
     @property
@@ -120,7 +119,13 @@ class DatasetsScreen(FluxScreen):
         self.query_one("#ds-summary", Static).update(dataset_summary(report, ds))
         self.query_one(ProblemList).show(report.problems)
         table = self.query_one("#ds-images", DataTable)
-        table.clear()
+        # explicit widths: the columns' auto width kept the header labels' width (4 characters)
+        names = [img.path.name for img in report.images]
+        table.clear(columns=True)
+        table.add_column("file", width=min(28, max([4, *map(len, names)])))
+        table.add_column("size", width=max([4, *(len(f"{i.width}x{i.height}") for i in report.images)]))
+        table.add_column("bucket", width=max([6, *(len(f"{i.target[0]}x{i.target[1]}") for i in report.images)]))
+        table.add_column("caption")
         for i, img in enumerate(report.images):
             caption = img.captions[0] if img.captions else ""
             table.add_row(

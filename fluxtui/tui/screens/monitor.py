@@ -39,13 +39,13 @@ class MonitorScreen(RunControls, FluxScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "run('start')", "Start", id="run.start"),
         Binding("x", "run('stop')", "Stop", id="run.stop"),
-        Binding("c", "run('checkpoint')", "Checkpoint now", id="run.checkpoint"),
-        Binding("v", "run('validate')", "Validate now", id="run.validate"),
+        Binding("c", "run('checkpoint')", "Checkpoint", id="run.checkpoint"),
+        Binding("v", "run('validate')", "Validate", id="run.validate"),
         Binding("l", "show_tab('tab-log')", "Log", id="monitor.log", show=False),
         Binding("k", "show_tab('tab-checkpoints')", "Checkpoints", id="monitor.checkpoints", show=False),
         Binding("g", "show_tab('tab-gallery')", "Gallery", id="monitor.gallery", show=False),
         Binding("f", "follow_latest", "Follow latest run", id="monitor.follow_latest", show=False),
-        Binding("slash", "search_log", "Search log", id="monitor.search_log"),
+        Binding("slash", "search_log", "Search", id="monitor.search_log"),
     ]
 
     def __init__(self) -> None:
