@@ -57,13 +57,14 @@ class RunsScreen(FluxScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)
+        # fixed widths: auto width raced the first paint (headers drawn at the label width)
         table.add_column(" ", key="mark", width=1)
-        table.add_column("run", key="run")
-        table.add_column("status", key="status")
-        table.add_column("steps", key="steps")
-        table.add_column("final loss", key="loss")
-        table.add_column("duration", key="duration")
-        table.add_column("started", key="started")
+        table.add_column("run", key="run", width=15)
+        table.add_column("status", key="status", width=9)
+        table.add_column("steps", key="steps", width=9)
+        table.add_column("loss", key="loss", width=6)
+        table.add_column("duration", key="duration", width=8)
+        table.add_column("started", key="started", width=16)
         super().on_mount()
         table.focus()
 
