@@ -119,7 +119,7 @@ def open_rows(workspace: Path, ds: Any, resolve: Any) -> Rows:
     local = Path(resolve(name)) if name else None
     try:
         if local is not None and local.is_dir():
-            folder, source = local.resolve(), str(local)
+            folder, source = local.resolve(), name
             if (local / "dataset_dict.json").exists() or (local / "state.json").exists():
                 loaded = datasets.load_from_disk(str(local))
                 if isinstance(loaded, datasets.DatasetDict):
