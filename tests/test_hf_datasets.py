@@ -157,13 +157,15 @@ def test_a_wrong_column_is_one_clear_problem(demo):
     result = validate(demo)
     assert result.returncode == 2
     assert (
-        'datasets[0].caption_column: dataset `hf-shapes`: no column `caption` (columns: image, text) '
+        "datasets[0].caption_column: dataset `hf-shapes`: no column `caption` (columns: image, text) "
         '(fix: set caption_column = "text")' in result.stdout
     )
     use_dataset(demo, HF_TABLE + 'image_column = "text"\n')
     result = validate(demo)
     assert result.returncode == 2
-    assert "datasets[0].image_column: dataset `hf-shapes`: column `text` holds Value(string), not images" in result.stdout
+    assert (
+        "datasets[0].image_column: dataset `hf-shapes`: column `text` holds Value(string), not images" in result.stdout
+    )
     assert 'fix: set image_column = "image"' in result.stdout
 
 
@@ -199,7 +201,10 @@ def test_type_mismatches_are_named(demo):
     assert "missing `instance_data_dir`" in validate(demo).stdout
     use_dataset(demo, 'id = "x"\ninstance_data_dir = "datasets/shapes"\ndataset_name = "user/name"\n')
     out = validate(demo).stdout
-    assert 'datasets[0].dataset_name: dataset_name applies only to type = "huggingface"; this dataset is type = "local"' in out
+    assert (
+        'datasets[0].dataset_name: dataset_name applies only to type = "huggingface"; this dataset is type = "local"'
+        in out
+    )
 
 
 def test_a_hub_id_offline_is_a_clean_problem(demo):

@@ -244,7 +244,9 @@ def _merge_huggingface_table(raw: dict, prefix: str, problem: Any) -> dict:
             merged.setdefault(key, value)
         else:
             hint = _did_you_mean(key, set(HUGGINGFACE_KEYS))
-            fix = f"did you mean `{hint}`?" if hint else "remove it (fluxtui reads: " + ", ".join(HUGGINGFACE_KEYS) + ")"
+            fix = (
+                f"did you mean `{hint}`?" if hint else "remove it (fluxtui reads: " + ", ".join(HUGGINGFACE_KEYS) + ")"
+            )
             problem(f"unknown option `{key}` in the huggingface table", f"{prefix}.huggingface.{key}", fix)
     return merged
 

@@ -642,7 +642,8 @@ def _row_problems(project: Project, report: DatasetReport, found: int) -> list[P
             problem_at(
                 project,
                 f"dataset `{ds.id}`: {len(report.uncaptioned)} of {len(report.images)} rows have an empty "
-                f"`{ds.caption_column}` and train with an empty caption: {names}" + (f" (+{more} more)" if more > 0 else ""),
+                f"`{ds.caption_column}` and train with an empty caption: {names}"
+                + (f" (+{more} more)" if more > 0 else ""),
                 f"{key}.caption_column",
                 severity="warning",
                 fix="fill in their captions, or set caption_column to another column",

@@ -195,7 +195,9 @@ def json_schema() -> dict:
             "allOf": [
                 {
                     "if": _type_is(t),
-                    "then": {"required": [o.key for o in ds if o.required and o.dataset_types and t in o.dataset_types]},
+                    "then": {
+                        "required": [o.key for o in ds if o.required and o.dataset_types and t in o.dataset_types]
+                    },
                 }
                 for t in DATASET_TYPES
             ],

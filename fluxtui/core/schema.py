@@ -29,7 +29,15 @@ FLAVOURS = {
 
 DATASET_TYPES = ("local", "huggingface")
 # Keys a SimpleTuner [[datasets]] entry may also put in its `huggingface` sub-table.
-HUGGINGFACE_KEYS = ("dataset_name", "split", "revision", "image_column", "caption_column", "width_column", "height_column")
+HUGGINGFACE_KEYS = (
+    "dataset_name",
+    "split",
+    "revision",
+    "image_column",
+    "caption_column",
+    "width_column",
+    "height_column",
+)
 
 LORA_TARGETS = ("mmdit", "context", "context+ffs", "all", "all+ffs", "tiny", "nano")
 
