@@ -8,27 +8,35 @@ import sys
 import pytest
 
 HEAVY = ("torch", "diffusers", "transformers", "peft", "accelerate", "optimum", "bitsandbytes")
+# Hugging Face `datasets` (and the pyarrow/pandas it brings): only a type = "huggingface"
+# dataset loads it (core/hf_datasets.py); tests/test_hf_datasets.py checks validate itself.
+HF_DATASETS = ("datasets", "pyarrow", "pandas")
 
 
 def loaded_after(code: str) -> set[str]:
     out = subprocess.run(
-        [sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sys.modules))"],
+        [sys.executable, "-c", f"{code}\nimport sys; print('\\nMODULES:', ' '.join(sys.modules))"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    return {name.split(".")[0] for name in out.split()}
+    # only what follows the marker: a command's own output (`--help` says "datasets") is not a module
+    return {name.split(".")[0] for name in out.rsplit("\nMODULES:", 1)[1].split()}
 
 
 @pytest.mark.parametrize(
     ("code", "forbidden"),
     [
-        ("import fluxtui.cli", (*HEAVY, "textual")),
+        ("import fluxtui.cli", (*HEAVY, *HF_DATASETS, "textual")),
         (
             "import fluxtui.core.config, fluxtui.core.schema, fluxtui.core.workspace, fluxtui.core.events",
-            (*HEAVY, "textual"),
+            (*HEAVY, *HF_DATASETS, "textual"),
         ),
-        ("import fluxtui.commands.validate, fluxtui.commands.estimate, fluxtui.commands.init", (*HEAVY, "textual")),
+        (
+            "import fluxtui.commands.validate, fluxtui.commands.estimate, fluxtui.commands.init",
+            (*HEAVY, *HF_DATASETS, "textual"),
+        ),
+        ("import fluxtui.core.datasets, fluxtui.core.hf_datasets", (*HEAVY, *HF_DATASETS, "textual")),
     ],
 )
 def test_light_modules(code, forbidden):
@@ -43,7 +51,7 @@ def test_every_core_module_is_headless():
 
     names = [f"fluxtui.core.{m.name}" for m in pkgutil.iter_modules(fluxtui.core.__path__)]
     loaded = loaded_after("\n".join(f"import {n}" for n in names))
-    assert not loaded & {*HEAVY, "textual"}
+    assert not loaded & {*HEAVY, *HF_DATASETS, "textual"}
 
 
 def test_tui_never_loads_torch():
@@ -56,7 +64,16 @@ def test_tui_never_loads_torch():
 def test_cli_help_stays_light(args):
     code = f"import sys; from fluxtui.cli import main\ntry:\n    main({args!r})\nexcept SystemExit: pass"
     loaded = loaded_after(code)
-    assert not loaded & {*HEAVY, "textual"}
+    assert not loaded & {*HEAVY, *HF_DATASETS, "textual"}
+
+
+def test_validate_of_local_folders_never_loads_datasets(tmp_path):
+    from fluxtui.core import workspace
+
+    ws = workspace.init(tmp_path / "demo", demo=True).root
+    code = f"from fluxtui.cli import main\ntry:\n    main(['validate', {str(ws)!r}])\nexcept SystemExit: pass"
+    loaded = loaded_after(code)
+    assert not loaded & {*HEAVY, *HF_DATASETS, "textual"}
 
 
 def test_import_linter_contracts():

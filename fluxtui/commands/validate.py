@@ -50,6 +50,7 @@ def print_report(report: DatasetReport, base: Path, stream=sys.stdout) -> None:
         folder = report.folder.relative_to(base).as_posix()
     except ValueError:
         folder = str(report.folder)
+    folder = report.source or folder
     print(paint(f"dataset {report.id}", "bold", stream) + paint(f"  ({folder})", "dim", stream), file=stream)
     line("images", f"{len(report.images)}  ({report.captioned} captioned)")
     if report.buckets:

@@ -24,7 +24,7 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 from .problems import ConfigError, Problem
-from .schema import OPTIONS, SECTIONS, Option, options_in, table_sections
+from .schema import DATASET_TYPES, HUGGINGFACE_KEYS, OPTIONS, SECTIONS, Option, options_in, table_sections
 
 PROJECT_FILE = "project.toml"
 
@@ -188,11 +188,13 @@ def _check(doc: dict, text: str, path: Path) -> tuple[Project | None, list[Probl
             problem("each dataset must be a table", prefix)
             continue
         values = {}
+        raw = _merge_huggingface_table(raw, prefix, problem)
         for key in raw:
             if key not in ds_opts:
                 hint = _did_you_mean(key, set(ds_opts))
                 fix = f"did you mean `{hint}`?" if hint else "remove it"
                 problem(f"unknown dataset option `{key}`", f"{prefix}.{key}", fix)
+        ds_type = raw.get("type", "local") if raw.get("type") in DATASET_TYPES else "local"
         for opt in ds_opts.values():
             dotted = f"{prefix}.{opt.key}"
             if opt.key in raw:
@@ -203,7 +205,9 @@ def _check(doc: dict, text: str, path: Path) -> tuple[Project | None, list[Probl
                     value = opt.default
             else:
                 value = _copy(opt.default)
-                if opt.required:
+                if opt.key == "caption_strategy" and ds_type == "huggingface":
+                    value = "huggingface"  # SimpleTuner's default for these datasets: caption_column
+                if opt.required_for(ds_type):
                     problem(
                         f"missing `{opt.key}`",
                         dotted,
@@ -222,6 +226,29 @@ def _check(doc: dict, text: str, path: Path) -> tuple[Project | None, list[Probl
     if any(p.is_error for p in problems):
         return None, problems
     return project, problems
+
+
+def _merge_huggingface_table(raw: dict, prefix: str, problem: Any) -> dict:
+    """SimpleTuner lets a huggingface dataset put its keys in a `huggingface` sub-table
+    (caption_column and friends live only there in its code): they are read as the table's
+    own keys, which win when both are given."""
+    sub = raw.get("huggingface")
+    if sub is None:
+        return raw
+    merged = {k: v for k, v in raw.items() if k != "huggingface"}
+    if not isinstance(sub, dict):
+        problem("`huggingface` must be a table of dataset_name, split, image_column...", f"{prefix}.huggingface")
+        return merged
+    for key, value in sub.items():
+        if key in HUGGINGFACE_KEYS:
+            merged.setdefault(key, value)
+        else:
+            hint = _did_you_mean(key, set(HUGGINGFACE_KEYS))
+            fix = (
+                f"did you mean `{hint}`?" if hint else "remove it (fluxtui reads: " + ", ".join(HUGGINGFACE_KEYS) + ")"
+            )
+            problem(f"unknown option `{key}` in the huggingface table", f"{prefix}.huggingface.{key}", fix)
+    return merged
 
 
 def load_or_raise(path: str | os.PathLike) -> Project:

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISDIR
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from . import imagesize
 from .config import Project, Section, atomic_write_text
@@ -60,6 +60,7 @@ class ImageInfo:
     captions: tuple[str, ...]  # per caption_strategy; textfile: one caption per non-empty line
     target: tuple[int, int]  # training size (w, h): sides multiples of 64
     mask: Path | None = None  # from mask_data_dir (same relative name), if any
+    row: int | None = None  # type = "huggingface": the row (path is then <folder>/row-<n> or its file)
 
     @property
     def bucket(self) -> tuple[int, int]:
@@ -86,6 +87,8 @@ class DatasetReport:
     problems: list[Problem] = field(default_factory=list)
     processes: int = 1
     gradient_accumulation_steps: int = 1
+    source: str = ""  # type = "huggingface": what was loaded (folder or hub id, split)
+    rows: Any = field(default=None, repr=False, compare=False)  # its core.hf_datasets.Rows
 
     @property
     def captioned(self) -> int:
@@ -104,6 +107,7 @@ class DatasetReport:
             "index": self.index,
             "id": self.id,
             "folder": rel(self.folder),
+            **({"source": self.source} if self.source else {}),
             "images": len(self.images),
             "captioned": self.captioned,
             "uncaptioned": [rel(p) for p in self.uncaptioned],
@@ -461,6 +465,8 @@ def scan_dataset(project: Project, index: int, *, cache: bool = True) -> Dataset
     """Scan one dataset (project.datasets[index]): usable images with their sizes, captions,
     targets and buckets; skipped files with the reason; the problems, size rule included."""
     ds = project.datasets[index]
+    if ds.type == "huggingface":
+        return _scan_rows(project, index, cache=cache)
     key = f"datasets[{index}]"
     workspace = _workspace(project)
     folder = Path(os.path.abspath(project.resolve(ds.instance_data_dir or ".")))
@@ -545,6 +551,105 @@ def scan_dataset(project: Project, index: int, *, cache: bool = True) -> Dataset
     report.problems += _file_problems(project, report, listing, shown, masks_folder, unmasked)
     report.problems += _size_rule(project, report)
     return report
+
+
+def _scan_rows(project: Project, index: int, *, cache: bool = True) -> DatasetReport:
+    """scan_dataset for type = "huggingface": the same rules over the rows of a split (sizes
+    from width/height columns or the image bytes' headers, captions from caption_column)."""
+    from . import hf_datasets  # imports `datasets` only now: local workspaces never load it
+
+    ds = project.datasets[index]
+    key = f"datasets[{index}]"
+    workspace = _workspace(project)
+    report = DatasetReport(index=index, id=str(ds.id), folder=hf_datasets.cache_dir(workspace))
+    try:
+        rows = hf_datasets.open_rows(workspace, ds, project.resolve)
+        report.folder, report.source, report.rows = rows.folder, rows.source, rows
+        sizes = hf_datasets.sizes(rows, ds, cache_file(project, str(ds.id)) if cache else None)
+        if ds.caption_strategy == "instanceprompt":
+            texts = [(ds.instance_prompt,) if ds.instance_prompt else ()] * len(rows)
+        else:
+            texts = hf_datasets.captions(rows, str(ds.caption_column or "caption"))
+    except hf_datasets.LoadProblem as e:
+        report.problems.append(problem_at(project, f"dataset `{ds.id}`: {e.message}", f"{key}.{e.key}", fix=e.fix))
+        return report
+
+    per_image = bool(ds.crop) and ds.crop_aspect == "random"
+    sized: dict[tuple[int, int], tuple[int, int]] = {}
+    for row, ((width, height, reason), captions) in enumerate(zip(sizes, texts)):
+        name = rows.row_name(row)
+        if reason is None and ds.minimum_image_size:
+            reason = too_small(width, height, ds)
+        if reason:
+            report.skipped.append(SkippedFile(name, reason))
+            continue
+        if not captions:
+            report.uncaptioned.append(name)
+            captions = ("",)
+        if per_image:
+            target = target_size(width, height, ds, rng_key=f"row-{row}")
+        else:
+            target = sized.get((width, height))
+            if target is None:
+                target = sized[width, height] = target_size(width, height, ds)
+        report.images.append(ImageInfo(name, width, height, tuple(captions), target, None, row))
+
+    buckets: dict[tuple[int, int], list[ImageInfo]] = {}
+    for info in report.images:
+        buckets.setdefault(info.bucket, []).append(info)
+    report.buckets = dict(sorted(buckets.items(), key=lambda kv: (kv[0][0] / kv[0][1], kv[0])))
+    report.problems += _row_problems(project, report, len(sizes))
+    report.problems += _size_rule(project, report)
+    return report
+
+
+def _row_problems(project: Project, report: DatasetReport, found: int) -> list[Problem]:
+    ds = project.datasets[report.index]
+    key = f"datasets[{report.index}]"
+    out = []
+    if found == 0:
+        out.append(
+            problem_at(
+                project,
+                f"dataset `{ds.id}`: {report.source} has no rows",
+                f"{key}.split",
+                fix="check dataset_name and split",
+            )
+        )
+        return out
+    if report.skipped:
+        reasons = Counter(_reason_class(s.reason) for s in report.skipped)
+        summary = ", ".join(f"{n} {r}" for r, n in reasons.most_common())
+        listed = "; ".join(f"{s.path.name}: {s.reason}" for s in report.skipped[:SHOWN])
+        more = len(report.skipped) - SHOWN
+        if more > 0:
+            listed += f"; +{more} more"
+        lead = "no usable images" if not report.images else "left out"
+        out.append(
+            problem_at(
+                project,
+                f"dataset `{ds.id}`: {lead}: {len(report.skipped)} of {found} rows ({summary}): {listed}",
+                f"{key}.image_column",
+                severity="error" if not report.images else "warning",
+                fix="fix or filter out these rows"
+                + (" (or lower minimum_image_size)" if "smaller than minimum_image_size" in reasons else ""),
+            )
+        )
+    if report.uncaptioned and ds.caption_strategy == "huggingface":
+        names = ", ".join(p.name for p in report.uncaptioned[:SHOWN])
+        more = len(report.uncaptioned) - SHOWN
+        out.append(
+            problem_at(
+                project,
+                f"dataset `{ds.id}`: {len(report.uncaptioned)} of {len(report.images)} rows have an empty "
+                f"`{ds.caption_column}` and train with an empty caption: {names}"
+                + (f" (+{more} more)" if more > 0 else ""),
+                f"{key}.caption_column",
+                severity="warning",
+                fix="fill in their captions, or set caption_column to another column",
+            )
+        )
+    return out
 
 
 def _captions(ds: Section, stem: str, listing: _Listing, store: _Cache) -> tuple[str, ...]:

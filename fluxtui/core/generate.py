@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 from .config import _toml_literal, atomic_write_text
-from .schema import SECTIONS, Option, options_in, table_sections
+from .schema import BY_DOTTED, DATASET_TYPES, HUGGINGFACE_KEYS, SECTIONS, Option, options_in, table_sections
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "workspace_template" / "project.toml"
@@ -47,8 +47,9 @@ def _option_lines(o: Option) -> list[str]:
     constraint = _constraint(o)
     if constraint:
         lines.append(f"# ({constraint})")
-    if o.default is None:
-        sample = o.example if o.example is not None else ""
+    if o.default is None or (o.dataset_types and "local" not in o.dataset_types):
+        # unset, or for another kind of dataset than the template's local folder: commented out
+        sample = o.example if o.default is None and o.example is not None else (o.default or "")
         lines.append(f"# {o.key} = {_toml_literal(sample)}")
     else:
         lines.append(f"{o.key} = {_toml_literal(o.default)}")
@@ -77,7 +78,7 @@ def template_text() -> str:
     out += _comment(SECTIONS["datasets"] + " Copy the table to add another folder.")
     out.append("[[datasets]]")
     for o in options_in("datasets"):
-        if o.required:
+        if o.required_for("local"):
             out += _comment(o.help)
             out.append(f"{o.key} = {_toml_literal(o.example)}")
         else:
@@ -102,6 +103,8 @@ def options_markdown() -> str:
         out.append("|---|---|---|---|---|---|")
         for o in options_in(sec):
             default = "required" if o.required else ("" if o.default is None else _toml_literal(o.default))
+            if o.required and o.dataset_types:
+                default = "required (type " + " or ".join(o.dataset_types) + ")"
             allowed = _constraint(o).replace("|", "\\|")
             resume = "yes" if o.absorbed_by_resume else "new run"
             help_text = o.help.replace("|", "\\|")
@@ -178,8 +181,26 @@ def json_schema() -> dict:
         "description": SECTIONS["datasets"],
         "items": {
             "type": "object",
-            "properties": {o.key: _json_type(o) for o in ds},
-            "required": [o.key for o in ds if o.required],
+            "properties": {
+                **{o.key: _json_type(o) for o in ds},
+                "huggingface": {
+                    "type": "object",
+                    "description": "SimpleTuner's sub-table for type = huggingface: the same keys as the table's own.",
+                    "properties": {k: _json_type(BY_DOTTED[f"datasets.{k}"]) for k in HUGGINGFACE_KEYS},
+                    "additionalProperties": False,
+                },
+            },
+            "required": [o.key for o in ds if o.required and o.dataset_types is None],
+            # per type: instance_data_dir for local folders, dataset_name for huggingface
+            "allOf": [
+                {
+                    "if": _type_is(t),
+                    "then": {
+                        "required": [o.key for o in ds if o.required and o.dataset_types and t in o.dataset_types]
+                    },
+                }
+                for t in DATASET_TYPES
+            ],
             "additionalProperties": False,
         },
     }
@@ -190,6 +211,14 @@ def json_schema() -> dict:
         "properties": props,
         "additionalProperties": False,
     }
+
+
+def _type_is(t: str) -> dict:
+    """JSON Schema: a [[datasets]] table of type t (a missing type is the default's)."""
+    default = BY_DOTTED["datasets.type"].default
+    if t == default:
+        return {"anyOf": [{"not": {"required": ["type"]}}, {"properties": {"type": {"const": t}}}]}
+    return {"required": ["type"], "properties": {"type": {"const": t}}}
 
 
 def generated() -> dict[Path, str]:

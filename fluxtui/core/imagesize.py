@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
+from typing import IO
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
@@ -75,6 +76,20 @@ class _File:
         return self.read(start, self.size - start)
 
 
+class _Bytes(_File):
+    """The same access over bytes already in memory (an image stored in a dataset's rows)."""
+
+    def __init__(self, data: bytes):  # no super().__init__: there is no file descriptor
+        self.data = data
+        self.size = len(data)
+        self.head = data[:HEAD_BYTES]
+
+    def read(self, offset: int, n: int) -> bytes:
+        if offset < 0 or n < 0:
+            raise _Corrupt
+        return self.data[offset : offset + n]
+
+
 class _Truncated(Exception):
     pass
 
@@ -106,6 +121,28 @@ def read_header(path: str | os.PathLike, size: int | None = None) -> Header:
         return _checked(header)
     finally:
         os.close(fd)
+
+
+def read_header_bytes(data: bytes) -> Header:
+    """read_header for an image held in memory (a row of a Hugging Face dataset): the same
+    parsers and the same reasons. Never raises for bad bytes."""
+    if not data:
+        return Header(reason=ZERO_BYTES)
+    f = _Bytes(bytes(data))
+    parser = _parser_for(f.head)
+    if parser is None:
+        return Header(reason=NOT_AN_IMAGE)
+    if parser is _TIFF:
+        import io
+
+        return _with_pillow(io.BytesIO(f.data), f)
+    try:
+        header = parser(f)
+    except _Truncated:
+        return Header(reason=TRUNCATED)
+    except (_Corrupt, struct.error, IndexError, ValueError):
+        return Header(reason=f"{NOT_AN_IMAGE} (corrupt header)")
+    return _checked(header)
 
 
 def _checked(h: Header) -> Header:
@@ -375,7 +412,7 @@ def _bmp(f: _File) -> Header:
 # -- TIFF: Pillow's lazy open --------------------------------------------------------
 
 
-def _with_pillow(path: str | os.PathLike, f: _File) -> Header:
+def _with_pillow(path: str | os.PathLike | IO[bytes], f: _File) -> Header:
     import warnings
 
     from PIL import Image, UnidentifiedImageError

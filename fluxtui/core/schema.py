@@ -27,6 +27,18 @@ FLAVOURS = {
     "tiny-random": "",
 }
 
+DATASET_TYPES = ("local", "huggingface")
+# Keys a SimpleTuner [[datasets]] entry may also put in its `huggingface` sub-table.
+HUGGINGFACE_KEYS = (
+    "dataset_name",
+    "split",
+    "revision",
+    "image_column",
+    "caption_column",
+    "width_column",
+    "height_column",
+)
+
 LORA_TARGETS = ("mmdit", "context", "context+ffs", "all", "all+ffs", "tiny", "nano")
 
 OPTIMIZERS = {
@@ -61,7 +73,7 @@ SECTIONS = {
     "logging": "Experiment trackers.",
     "hub": "Uploading the finished LoRA to the Hugging Face hub (uses your `hf auth login`).",
     "text_embeds": "The text-embedding cache.",
-    "datasets": "One [[datasets]] table per image folder.",
+    "datasets": "One [[datasets]] table per image folder or Hugging Face dataset.",
 }
 
 FLOW_SCHEDULE_SHIFT = 3.0  # what an empty flow_schedule_shift means (Flux's usual)
@@ -101,10 +113,16 @@ class Option:
     example: Any = None  # shown (commented out) in the template when default is None
     resume_safe: bool | None = None  # None: from the section
     extra_values: tuple[str, ...] = field(default=())  # sentinels allowed besides the kind
+    dataset_types: tuple[str, ...] | None = None  # [[datasets]] types it applies to (None: all)
 
     @property
     def dotted(self) -> str:
         return f"{self.section}.{self.key}"
+
+    def required_for(self, dataset_type: str = "local") -> bool:
+        """Required in a [[datasets]] table of this type (instance_data_dir for local folders,
+        dataset_name for Hugging Face datasets)."""
+        return self.required and (self.dataset_types is None or dataset_type in self.dataset_types)
 
     @property
     def absorbed_by_resume(self) -> bool:
@@ -819,7 +837,16 @@ OPTIONS: tuple[Option, ...] = (
         required=True,
         example="my-images",
     ),
-    _o("datasets", "type", "str", "local", "Where the images are: local.", choices=("local",)),
+    _o(
+        "datasets",
+        "type",
+        "str",
+        "local",
+        "Where the images are: local (a folder of image files) or huggingface (a Hugging Face "
+        "dataset: dataset_name, split, image_column, caption_column).",
+        choices=DATASET_TYPES,
+        resume_safe=False,
+    ),
     _o(
         "datasets",
         "instance_data_dir",
@@ -828,6 +855,79 @@ OPTIONS: tuple[Option, ...] = (
         "Folder of images (relative to the workspace or absolute).",
         required=True,
         example="datasets/my-images",
+        dataset_types=("local",),
+    ),
+    _o(
+        "datasets",
+        "dataset_name",
+        "str",
+        None,
+        "type = huggingface: a hub dataset id, or a local folder (a `datasets` save_to_disk "
+        "folder, or an imagefolder: images + metadata.jsonl/csv). Loaded whole (no streaming), "
+        "downloads cached under cache/huggingface.",
+        required=True,
+        example="username/dataset-name",
+        dataset_types=("huggingface",),
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "split",
+        "str",
+        "train",
+        "type = huggingface: the split to train on.",
+        dataset_types=("huggingface",),
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "revision",
+        "str",
+        None,
+        "type = huggingface: a branch, tag or commit of a hub dataset; empty means its main branch.",
+        example="main",
+        dataset_types=("huggingface",),
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "image_column",
+        "str",
+        "image",
+        "type = huggingface: the column holding the images.",
+        dataset_types=("huggingface",),
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "caption_column",
+        "str",
+        "caption",
+        'type = huggingface: the column holding the captions (caption_strategy = "huggingface").',
+        example="text",
+        dataset_types=("huggingface",),
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "width_column",
+        "str",
+        None,
+        "type = huggingface: a column of image widths, so the scan need not read image headers; "
+        "empty: a `width` column when the dataset has one (with `height`), else the headers.",
+        example="width",
+        dataset_types=("huggingface",),
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "height_column",
+        "str",
+        None,
+        "type = huggingface: a column of image heights (with width_column).",
+        example="height",
+        dataset_types=("huggingface",),
+        resume_safe=False,
     ),
     _o(
         "datasets",
@@ -922,8 +1022,9 @@ OPTIONS: tuple[Option, ...] = (
         "caption_strategy",
         "str",
         "textfile",
-        "filename (stem, underscores as spaces), textfile (<stem>.txt, one caption per line) or instanceprompt.",
-        choices=("filename", "textfile", "instanceprompt"),
+        "filename (stem, underscores as spaces), textfile (<stem>.txt, one caption per line), "
+        "instanceprompt, or huggingface (caption_column; what type = huggingface uses unless set).",
+        choices=("filename", "textfile", "instanceprompt", "huggingface"),
         resume_safe=False,
     ),
     _o(

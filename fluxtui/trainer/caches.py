@@ -65,6 +65,12 @@ class Entry:
     shrink_to: tuple[int, int] | None
     mask: Path | None
     regularisation: bool
+    row: int | None = None  # type = "huggingface": the row of `rows` the image comes from
+    rows: Any = None  # its core.hf_datasets.Rows
+
+    def source(self) -> Path | bytes:
+        """What to decode: the image file, or a dataset row's bytes (or the file it names)."""
+        return self.image if self.row is None else self.rows.image(self.row)
 
 
 def vae_identity(models: Any) -> str:
@@ -73,23 +79,31 @@ def vae_identity(models: Any) -> str:
     return data.short_hash(models.source, cfg, str(models.weight_dtype))
 
 
-def make_entry(dataset_index: int, ds: Any, info: Any, *, folder: Path, vae_id: str, seed_key: str = "") -> Entry:
-    """Where image `info` (a core.datasets.ImageInfo) is cached and what the file must record."""
+def make_entry(
+    dataset_index: int, ds: Any, info: Any, *, folder: Path, vae_id: str, seed_key: str = "", rows: Any = None
+) -> Entry:
+    """Where image `info` (a core.datasets.ImageInfo) is cached and what the file must record.
+    A Hugging Face row (info.row, from `rows`) is cached as row-<n>, its record carrying the
+    rows' fingerprint (which changes when the dataset does)."""
     path = Path(info.path)
+    row = getattr(info, "row", None)
     tw, th = info.target
     geo = data.geometry(info.width, info.height, (tw, th), crop_style=ds.crop_style, rng_key=f"{path}{seed_key}")
     shrink = data.downsample_size(info.width, info.height, ds)
     mask = Path(info.mask) if getattr(info, "mask", None) else None
     record = data.short_hash(
         CACHE_FORMAT,
-        data.file_key(path),
+        data.file_key(path) if row is None else f"{rows.fingerprint}:{rows.image_column}:{row}",
         geo.key(),
         shrink,
         vae_id,
         data.file_key(mask) if mask else "",
         n=24,
     )
-    name = f"{path.stem[:40]}-{data.short_hash(path.resolve(), n=10)}-{tw}x{th}.safetensors"
+    if row is None:
+        name = f"{path.stem[:40]}-{data.short_hash(path.resolve(), n=10)}-{tw}x{th}.safetensors"
+    else:  # the folder is the dataset id's: the row number names it
+        name = f"row-{row}-{tw}x{th}.safetensors"
     return Entry(
         dataset=dataset_index,
         image=path,
@@ -101,6 +115,8 @@ def make_entry(dataset_index: int, ds: Any, info: Any, *, folder: Path, vae_id: 
         shrink_to=shrink,
         mask=mask,
         regularisation=bool(ds.is_regularisation_data),
+        row=row,
+        rows=rows if row is not None else None,
     )
 
 
@@ -138,7 +154,7 @@ def cache_latents(
             chunk, pixels = [], []
             for e in group[start : start + batch_size]:
                 try:
-                    im = data.apply_geometry(data.load_rgb(e.image, e.shrink_to), e.geometry)
+                    im = data.apply_geometry(data.load_rgb(e.source(), e.shrink_to), e.geometry)
                 except Exception as exc:  # PIL raises many kinds for broken files
                     failed(e, _why(exc))
                     bad.add(e.latent)
@@ -268,7 +284,8 @@ def build_all(
     for i, report in enumerate(reports):
         ds = project.datasets[report.index]
         folder = project.resolve(ds.cache_dir_vae) if ds.cache_dir_vae else ws_root / "cache" / "vae" / ds.id
-        entries += [make_entry(i, ds, info, folder=folder, vae_id=vae_id) for info in report.images]
+        rows = getattr(report, "rows", None)
+        entries += [make_entry(i, ds, info, folder=folder, vae_id=vae_id, rows=rows) for info in report.images]
     text_cache = TextCache(project.resolve(project.text_embeds.cache_dir), text_identity(m), m.t5_max_length)
     captions = [c for e in entries for c in e.captions] + validation.texts_to_cache(project)
     if project.training.caption_dropout_probability > 0:
@@ -279,7 +296,8 @@ def build_all(
         def failed(entry: Any, why: str) -> None:
             ds_key = f"datasets[{reports[entry.dataset].index}]"
             shown = rel(entry.image, ws_root)
-            tel.warning(f"cannot decode {shown}: {why}; left out of training", f"{ds_key}.instance_data_dir")
+            where = "instance_data_dir" if entry.row is None else "image_column"
+            tel.warning(f"cannot decode {shown}: {why}; left out of training", f"{ds_key}.{where}")
 
         _cache_text(project, m, text_cache, captions, accelerator.device, tel, should_stop)
         if not should_stop():

@@ -183,15 +183,20 @@ def downsample_size(w: int, h: int, ds: Any) -> tuple[int, int] | None:
     return max(1, round(w * factor)), max(1, round(h * factor))
 
 
-def load_rgb(path: Path, shrink_to: tuple[int, int] | None = None) -> Any:
+def load_rgb(path: Path | bytes, shrink_to: tuple[int, int] | None = None) -> Any:
     """A PIL RGB image with EXIF orientation applied (ValueError/OSError when unreadable or
     damaged, see check_integrity), first shrunk to `shrink_to` when given (a two-stage
-    resize keeps big images sharp)."""
+    resize keeps big images sharp). `path` may be the image's bytes (a dataset row)."""
+    import io
+
     from PIL import Image, ImageOps
 
-    with Image.open(path) as src:
+    def opened() -> Any:
+        return Image.open(io.BytesIO(path) if isinstance(path, (bytes, bytearray)) else path)
+
+    with opened() as src:
         if src.format == "PNG":  # chunk CRCs: decoding alone does not check them
-            with Image.open(path) as whole:
+            with opened() as whole:
                 whole.verify()
         src.load()
         check_integrity(path, src)
@@ -202,7 +207,7 @@ def load_rgb(path: Path, shrink_to: tuple[int, int] | None = None) -> Any:
     return im
 
 
-def check_integrity(path: Path, im: Any) -> None:
+def check_integrity(path: Path | bytes, im: Any) -> None:
     """ValueError for a JPEG cut short with an end marker appended: libjpeg fills what is
     missing with flat grey (128) and says nothing, so the bottom rows would train as grey.
     A flat-grey last row is the hint; decoding again without the end marker proves it (a
@@ -218,7 +223,7 @@ def check_integrity(path: Path, im: Any) -> None:
     last = np.asarray(im.crop((0, im.height - 1, im.width, im.height)))
     if not (last == 128).all():
         return
-    raw = Path(path).read_bytes()
+    raw = bytes(path) if isinstance(path, (bytes, bytearray)) else Path(path).read_bytes()
     end = raw.rfind(b"\xff\xd9")
     try:
         with Image.open(io.BytesIO(raw[: end if end > 0 else len(raw)])) as again:

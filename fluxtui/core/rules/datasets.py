@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from ..config import Project
 from ..problems import Problem
+from ..schema import options_in
 from .base import (
+    _missing_package,
     problem_at,
     rule,
 )
@@ -57,9 +59,60 @@ def _datasets(p: Project) -> list[Problem]:
     return out
 
 
-def _dataset_options(p: Project, i: int, d) -> list[Problem]:
+def _dataset_type(p: Project, i: int, d) -> list[Problem]:
+    """Options that belong to the other type of dataset; what type = "huggingface" allows."""
     key = f"datasets[{i}]"
     out = []
+    for opt in options_in("datasets"):
+        if opt.dataset_types and d.type not in opt.dataset_types and f"{key}.{opt.key}" in p.explicit:
+            kinds = " or ".join(f'type = "{t}"' for t in opt.dataset_types)
+            out.append(
+                problem_at(
+                    p,
+                    f'{opt.key} applies only to {kinds}; this dataset is type = "{d.type}"',
+                    f"{key}.{opt.key}",
+                    also=(f"{key}.type",),
+                    severity="warning",
+                    fix=f"remove {opt.key}, or set {kinds}",
+                )
+            )
+    if d.type == "huggingface":
+        if d.caption_strategy not in ("huggingface", "instanceprompt"):
+            out.append(
+                problem_at(
+                    p,
+                    f'caption_strategy = "{d.caption_strategy}" reads files next to images; a Hugging Face dataset '
+                    "has its captions in caption_column",
+                    f"{key}.caption_strategy",
+                    fix='use caption_strategy = "huggingface" (caption_column) or "instanceprompt"',
+                )
+            )
+        if d.mask_data_dir:
+            out.append(
+                problem_at(
+                    p,
+                    "mask_data_dir is not supported for a Hugging Face dataset (masks are matched by file name)",
+                    f"{key}.mask_data_dir",
+                    fix="remove mask_data_dir, or use a local folder of images and masks",
+                )
+            )
+        out += _missing_package(p, "datasets", f"{key}.type", 'type = "huggingface"', "use a local image folder")
+    elif d.caption_strategy == "huggingface":
+        out.append(
+            problem_at(
+                p,
+                'caption_strategy = "huggingface" reads caption_column of a Hugging Face dataset; this is a folder',
+                f"{key}.caption_strategy",
+                also=(f"{key}.type",),
+                fix='use caption_strategy = "textfile" (or "filename"), or type = "huggingface" with dataset_name',
+            )
+        )
+    return out
+
+
+def _dataset_options(p: Project, i: int, d) -> list[Problem]:
+    key = f"datasets[{i}]"
+    out = _dataset_type(p, i, d)
     if d.caption_strategy == "instanceprompt" and not d.instance_prompt:
         out.append(
             problem_at(

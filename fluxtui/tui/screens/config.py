@@ -224,9 +224,18 @@ class ConfigScreen(FluxScreen):
         active = self.query_one(TabbedContent).active or "tab-project"
         return active.removeprefix("tab-")
 
-    def _field_for(self, opt, dotted: str) -> OptionField:
+    def _field_for(self, opt, dotted: str, dataset_type: str = "local") -> OptionField:
         value = _lookup(self.doc, dotted)
-        return OptionField(opt, dotted, opt.default if value is _MISSING else value, explicit=value is not _MISSING)
+        default = opt.default
+        if opt.dotted == "datasets.caption_strategy" and dataset_type == "huggingface":
+            default = "huggingface"  # what config.load reads for such a dataset
+        return OptionField(
+            opt,
+            dotted,
+            default if value is _MISSING else value,
+            explicit=value is not _MISSING,
+            dataset_type=dataset_type,
+        )
 
     async def build_section(self, section: str, *, rebuild: bool = False) -> None:
         """Mount the fields of one tab (again, for datasets, when their number changed)."""
@@ -242,9 +251,10 @@ class ConfigScreen(FluxScreen):
             for i in range(count):
                 table = self.doc["datasets"][i]
                 name = table.get("id", "?") if isinstance(table, dict) else "?"
+                kind = table.get("type", "local") if isinstance(table, dict) else "local"
                 widgets.append(Static(f"datasets[{i}]  {name}", classes="dataset-header", id=f"ds-header-{i}"))
                 for opt in options_in("datasets"):
-                    fields.append(self._field_for(opt, f"datasets[{i}].{opt.key}"))
+                    fields.append(self._field_for(opt, f"datasets[{i}].{opt.key}", str(kind)))
                     widgets.append(fields[-1])
             if not count:
                 widgets.append(

@@ -27,7 +27,7 @@ def dataset_summary(report, ds) -> Text:
     text = Text()
     n = len(report.images)
     text.append(f"{report.id}", style="bold")
-    text.append(f"  {report.folder.name}/\n", style="dim")
+    text.append(f"  {report.source or report.folder.name + '/'}\n", style="dim")
     text.append(f"{n} images · {report.captioned} captioned")
     if report.uncaptioned:
         text.append(f" · {len(report.uncaptioned)} use the file name", style="yellow")
@@ -148,7 +148,8 @@ class DatasetsScreen(FluxScreen):
             return
         img = report.images[i]
         self.image = img
-        self.query_one("#ds-image", ImageView).show(img.path)
+        # a Hugging Face row has no file of its own to show (its bytes live in the dataset)
+        self.query_one("#ds-image", ImageView).show(img.path if img.row is None else None)
         editable = self._caption_file(img) is not None
         label = f"{img.path.name} · {img.width}x{img.height} → {img.target[0]}x{img.target[1]}"
         label += " · ctrl+s saves the caption" if editable else " · captions come from " + self._strategy()

@@ -137,10 +137,13 @@ class OptionField(Vertical):
             super().__init__()
             self.field = field
 
-    def __init__(self, opt: Option, dotted: str, value: Any = _MISSING, *, explicit: bool = False):
+    def __init__(
+        self, opt: Option, dotted: str, value: Any = _MISSING, *, explicit: bool = False, dataset_type: str = "local"
+    ):
         super().__init__(id=field_id(dotted))
         self.opt = opt
         self.dotted = dotted
+        self.dataset_type = dataset_type  # a [[datasets]] field: its table's type decides what is required
         self.explicit = explicit
         self.original = opt.default if value is _MISSING else value
         self.value: Any = self.original
@@ -265,7 +268,7 @@ class OptionField(Vertical):
                 err = f"{problem[0]} (fix: {problem[1]})"
             else:
                 value = checked
-        if err is None and value is None and self.opt.required:
+        if err is None and value is None and self.opt.required_for(self.dataset_type):
             err = f"{self.opt.key} is required"
         self.value = value
         self._show_error(err)
