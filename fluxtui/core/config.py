@@ -24,7 +24,16 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 from .problems import ConfigError, Problem
-from .schema import DATASET_TYPES, HUGGINGFACE_KEYS, OPTIONS, SECTIONS, Option, options_in, table_sections
+from .schema import (
+    CONDITIONING_TYPES_REFUSED,
+    DATASET_TYPES,
+    HUGGINGFACE_KEYS,
+    OPTIONS,
+    SECTIONS,
+    Option,
+    options_in,
+    table_sections,
+)
 
 PROJECT_FILE = "project.toml"
 
@@ -302,6 +311,18 @@ def check_value(opt: Option, value: Any) -> tuple[Any, tuple[str, str] | None]:
     kind = opt.kind
     want = f"`{opt.key} = {_example(opt)}`"
     if kind in ("str", "path"):
+        if opt.key == "conditioning_data" and isinstance(value, list):  # SimpleTuner also writes ["id"]
+            if len(value) != 1 or not isinstance(value[0], str):
+                return None, (
+                    "fluxtui pairs each image dataset with one conditioning dataset",
+                    'name one id, e.g. `conditioning_data = "my-references"`',
+                )
+            value = value[0]
+        if opt.key == "conditioning_type" and value in CONDITIONING_TYPES_REFUSED:
+            return None, (
+                f'"{value}" is not supported by fluxtui: {CONDITIONING_TYPES_REFUSED[value]}',
+                'use "reference_strict" or "reference_loose" (Kontext reference images)',
+            )
         if not isinstance(value, str):
             return None, (f"must be a string, got {_type_name(value)}", f"write it in quotes, e.g. {want}")
         if opt.choices and value not in opt.choices:

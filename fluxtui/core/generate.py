@@ -119,6 +119,8 @@ def _json_type(o: Option) -> dict:
         s: dict = {"type": "string"}
         if o.choices:
             s["enum"] = list(o.choices)
+        if o.key == "conditioning_data":  # SimpleTuner writes "id" or ["id"]
+            s = {"oneOf": [s, {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 1}]}
     elif kind == "bool":
         s = {"type": "boolean"}
     elif kind == "int":

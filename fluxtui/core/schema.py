@@ -28,6 +28,15 @@ FLAVOURS = {
 }
 
 DATASET_TYPES = ("local", "huggingface")
+# SimpleTuner's dataset_type: what a [[datasets]] entry holds. "conditioning": reference images
+# that an image dataset names in its conditioning_data (Flux Kontext), paired by file name.
+DATASET_ROLES = ("image", "conditioning")
+CONDITIONING_TYPES = ("reference_strict", "reference_loose")
+# SimpleTuner's other conditioning_type values, refused with the reason.
+CONDITIONING_TYPES_REFUSED = {
+    "controlnet": "fluxtui trains LoRAs on the Flux transformer, not ControlNets",
+    "mask": "loss masks are mask_data_dir on the image dataset itself",
+}
 # Keys a SimpleTuner [[datasets]] entry may also put in its `huggingface` sub-table.
 HUGGINGFACE_KEYS = (
     "dataset_name",
@@ -845,6 +854,39 @@ OPTIONS: tuple[Option, ...] = (
         "Where the images are: local (a folder of image files) or huggingface (a Hugging Face "
         "dataset: dataset_name, split, image_column, caption_column).",
         choices=DATASET_TYPES,
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "dataset_type",
+        "str",
+        "image",
+        'What the entry holds (SimpleTuner\'s dataset_type): image (training images) or conditioning '
+        "(reference images for model_flavour = \"kontext\", never trained on by themselves; an image "
+        "dataset names this one in conditioning_data and each image pairs with the reference of the "
+        "same file name).",
+        choices=DATASET_ROLES,
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "conditioning_data",
+        "str",
+        None,
+        "On an image dataset: the id of the conditioning dataset whose same-named images are its "
+        'references (SimpleTuner\'s conditioning_data; a list of one id is accepted). Kontext only.',
+        example="my-references",
+        resume_safe=False,
+    ),
+    _o(
+        "datasets",
+        "conditioning_type",
+        "str",
+        "reference_strict",
+        "On a conditioning dataset: reference_strict (each reference is resized and cropped exactly "
+        "like its edit image, so the two align) or reference_loose (sized and cropped by this "
+        "dataset's own resolution and crop options).",
+        choices=CONDITIONING_TYPES,
         resume_safe=False,
     ),
     _o(
