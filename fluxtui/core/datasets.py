@@ -9,6 +9,7 @@ these reports, so what `fluxtui validate` counts is what training uses.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import errno
 import json
 import math
@@ -61,6 +62,11 @@ class ImageInfo:
     target: tuple[int, int]  # training size (w, h): sides multiples of 64
     mask: Path | None = None  # from mask_data_dir (same relative name), if any
     row: int | None = None  # type = "huggingface": the row (path is then <folder>/row-<n> or its file)
+    # Kontext: the same-named image of the conditioning dataset (conditioning_data), its size as
+    # displayed, and the size its latent is made at (reference_strict: the edit's own target).
+    reference: Path | None = None
+    reference_size: tuple[int, int] | None = None
+    reference_target: tuple[int, int] | None = None
 
     @property
     def bucket(self) -> tuple[int, int]:
@@ -83,6 +89,7 @@ class DatasetReport:
     skipped: list[SkippedFile] = field(default_factory=list)
     buckets: dict[tuple[int, int], list[ImageInfo]] = field(default_factory=dict)  # (w, h) -> images, by aspect
     uncaptioned: list[Path] = field(default_factory=list)  # usable images that fell back to the file name
+    unpaired: list[Path] = field(default_factory=list)  # conditioning_data: left out, no same-named reference
     batches_per_epoch: int = 0  # micro-batches one process runs per epoch (all buckets, repeats included)
     problems: list[Problem] = field(default_factory=list)
     processes: int = 1
@@ -111,6 +118,7 @@ class DatasetReport:
             "images": len(self.images),
             "captioned": self.captioned,
             "uncaptioned": [rel(p) for p in self.uncaptioned],
+            **({"unpaired": [rel(p) for p in self.unpaired]} if self.unpaired else {}),
             "buckets": [
                 {"aspect": aspect_of(size), "images": len(items), "target": list(size)}
                 for size, items in self.buckets.items()
@@ -456,8 +464,14 @@ def _read_captions(path: Path) -> tuple[str, ...]:
 
 
 def scan_project(project: Project) -> tuple[list[DatasetReport], list[Problem]]:
-    """Scan every active (not disabled) dataset. Returns the reports and all their problems."""
-    reports = [scan_dataset(project, i) for i, d in enumerate(project.datasets) if not d.disabled]
+    """Scan every active (not disabled) image dataset. Returns the reports and all their problems.
+    A conditioning dataset is no training set: it is read only as the references of the image
+    datasets that name it (conditioning_data)."""
+    reports = [
+        scan_dataset(project, i)
+        for i, d in enumerate(project.datasets)
+        if not d.disabled and d.dataset_type != "conditioning"
+    ]
     return reports, [p for r in reports for p in r.problems]
 
 
@@ -549,6 +563,8 @@ def scan_dataset(project: Project, index: int, *, cache: bool = True) -> Dataset
     report.buckets = dict(sorted(buckets.items(), key=lambda kv: (kv[0][0] / kv[0][1], kv[0])))
 
     report.problems += _file_problems(project, report, listing, shown, masks_folder, unmasked)
+    if ds.conditioning_data and ds.dataset_type != "conditioning":
+        report.problems += _pair_references(project, report)
     report.problems += _size_rule(project, report)
     return report
 
@@ -662,6 +678,79 @@ def _captions(ds: Section, stem: str, listing: _Listing, store: _Cache) -> tuple
             return ()
         return store.captions_of(entry)
     return (_filename_caption(stem),)
+
+
+def conditioning_index(project: Project, dataset_id: str) -> int | None:
+    """The position of the conditioning dataset called `dataset_id` (None: there is none)."""
+    for i, d in enumerate(project.datasets):
+        if str(d.id) == dataset_id and d.dataset_type == "conditioning" and not d.disabled:
+            return i
+    return None
+
+
+def _pair_references(project: Project, report: DatasetReport) -> list[Problem]:
+    """Give each image its same-named reference (relative path without the extension, as
+    SimpleTuner pairs them); images without one are left out, counted and listed. A missing
+    conditioning dataset is core.rules.conditioning's to report."""
+    ds = project.datasets[report.index]
+    key = f"datasets[{report.index}].conditioning_data"
+    ci = conditioning_index(project, str(ds.conditioning_data))
+    if ci is None:
+        return []
+    cond = project.datasets[ci]
+    refs = scan_dataset(project, ci)
+    out = [p for p in refs.problems if p.severity == "error" and p.key.endswith("instance_data_dir")]
+    by_stem = {str(r.path.relative_to(refs.folder).with_suffix("")): r for r in refs.images}
+    paired = []
+    for info in report.images:
+        ref = by_stem.get(str(info.path.relative_to(report.folder).with_suffix("")))
+        if ref is None:
+            report.unpaired.append(info.path)
+            continue
+        strict = cond.conditioning_type == "reference_strict"
+        paired.append(
+            dataclasses.replace(
+                info,
+                reference=ref.path,
+                reference_size=(ref.width, ref.height),
+                reference_target=info.target if strict else ref.target,
+            )
+        )
+    report.images = paired
+    report.buckets = {}
+    for info in paired:
+        report.buckets.setdefault(info.bucket, []).append(info)
+    report.buckets = dict(sorted(report.buckets.items(), key=lambda kv: (kv[0][0] / kv[0][1], kv[0])))
+    if report.unpaired and refs.images:
+        out.append(
+            problem_at(
+                project,
+                f"dataset `{ds.id}`: {len(report.unpaired)} of {len(report.unpaired) + len(paired)} images have "
+                f"no reference of the same name in `{cond.id}` ({_display(refs.folder, _workspace(project))}) "
+                f"and are left out: {_names(report.unpaired, report.folder)}",
+                key,
+                severity="error" if not paired else "warning",
+                fix=f"add <name>.<ext> to {_display(refs.folder, _workspace(project))} for each image, "
+                "or move the unpaired images out of the dataset",
+            )
+        )
+    if project.training.train_batch_size > 1 and cond.conditioning_type == "reference_loose":
+        for (tw, th), items in report.buckets.items():
+            sizes = sorted({i.reference_target for i in items if i.reference_target})
+            if len(sizes) > 1:
+                out.append(
+                    problem_at(
+                        project,
+                        f"dataset `{ds.id}`, bucket {tw}x{th}: its references train at {len(sizes)} different "
+                        f"sizes ({', '.join(f'{w}x{h}' for w, h in sizes[:SHOWN])}), which cannot share a batch "
+                        f"of {project.training.train_batch_size}",
+                        f"datasets[{ci}].conditioning_type",
+                        fix='set conditioning_type = "reference_strict" (references cut like their edits), '
+                        "or train_batch_size = 1",
+                    )
+                )
+                break
+    return out
 
 
 def _filename_caption(stem: str) -> str:

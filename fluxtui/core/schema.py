@@ -861,8 +861,8 @@ OPTIONS: tuple[Option, ...] = (
         "dataset_type",
         "str",
         "image",
-        'What the entry holds (SimpleTuner\'s dataset_type): image (training images) or conditioning '
-        "(reference images for model_flavour = \"kontext\", never trained on by themselves; an image "
+        "What the entry holds (SimpleTuner's dataset_type): image (training images) or conditioning "
+        '(reference images for model_flavour = "kontext", never trained on by themselves; an image '
         "dataset names this one in conditioning_data and each image pairs with the reference of the "
         "same file name).",
         choices=DATASET_ROLES,
@@ -874,7 +874,7 @@ OPTIONS: tuple[Option, ...] = (
         "str",
         None,
         "On an image dataset: the id of the conditioning dataset whose same-named images are its "
-        'references (SimpleTuner\'s conditioning_data; a list of one id is accepted). Kontext only.',
+        "references (SimpleTuner's conditioning_data; a list of one id is accepted). Kontext only.",
         example="my-references",
         resume_safe=False,
     ),
