@@ -67,6 +67,10 @@ class Entry:
     regularisation: bool
     row: int | None = None  # type = "huggingface": the row of `rows` the image comes from
     rows: Any = None  # its core.hf_datasets.Rows
+    # Kontext: the reference image, encoded into the same cache file, and how it is cut
+    reference: Path | None = None
+    reference_geometry: data.Geometry | None = None
+    reference_shrink: tuple[int, int] | None = None
 
     def source(self) -> Path | bytes:
         """What to decode: the image file, or a dataset row's bytes (or the file it names)."""
@@ -80,17 +84,35 @@ def vae_identity(models: Any) -> str:
 
 
 def make_entry(
-    dataset_index: int, ds: Any, info: Any, *, folder: Path, vae_id: str, seed_key: str = "", rows: Any = None
+    dataset_index: int,
+    ds: Any,
+    info: Any,
+    *,
+    folder: Path,
+    vae_id: str,
+    seed_key: str = "",
+    rows: Any = None,
+    reference_ds: Any = None,
 ) -> Entry:
     """Where image `info` (a core.datasets.ImageInfo) is cached and what the file must record.
     A Hugging Face row (info.row, from `rows`) is cached as row-<n>, its record carrying the
-    rows' fingerprint (which changes when the dataset does)."""
+    rows' fingerprint (which changes when the dataset does). With `reference_ds` (Kontext's
+    conditioning dataset) the image's reference is cached with it: reference_strict cuts it
+    exactly like the image, reference_loose by the conditioning dataset's own size and crop."""
     path = Path(info.path)
     row = getattr(info, "row", None)
     tw, th = info.target
     geo = data.geometry(info.width, info.height, (tw, th), crop_style=ds.crop_style, rng_key=f"{path}{seed_key}")
     shrink = data.downsample_size(info.width, info.height, ds)
     mask = Path(info.mask) if getattr(info, "mask", None) else None
+    ref = Path(info.reference) if reference_ds is not None and getattr(info, "reference", None) else None
+    ref_geo, ref_shrink = None, None
+    if ref is not None and reference_ds.conditioning_type == "reference_strict":
+        ref_geo, ref_shrink = geo, None  # stretched to the image's size, then the image's own cut
+    elif ref is not None:
+        rw, rh = info.reference_size
+        ref_geo = data.geometry(rw, rh, info.reference_target, crop_style=reference_ds.crop_style, rng_key=str(ref))
+        ref_shrink = data.downsample_size(rw, rh, reference_ds)
     record = data.short_hash(
         CACHE_FORMAT,
         data.file_key(path) if row is None else f"{rows.fingerprint}:{rows.image_column}:{row}",
@@ -98,6 +120,7 @@ def make_entry(
         shrink,
         vae_id,
         data.file_key(mask) if mask else "",
+        *([data.file_key(ref), ref_geo.key(), ref_shrink] if ref is not None and ref_geo is not None else []),
         n=24,
     )
     if row is None:
@@ -117,6 +140,9 @@ def make_entry(
         regularisation=bool(ds.is_regularisation_data),
         row=row,
         rows=rows if row is not None else None,
+        reference=ref,
+        reference_geometry=ref_geo,
+        reference_shrink=ref_shrink,
     )
 
 
@@ -145,8 +171,6 @@ def cache_latents(
     by_size: dict[tuple[int, int], list[Entry]] = {}
     for e in todo:
         by_size.setdefault((e.geometry.target_w, e.geometry.target_h), []).append(e)
-    shift = float(vae.config.shift_factor or 0.0)
-    scale = float(vae.config.scaling_factor)
     for group in by_size.values():
         for start in range(0, len(group), batch_size):
             if should_stop():
@@ -161,13 +185,14 @@ def cache_latents(
                     continue
                 chunk.append(e)
                 pixels.append(data.to_tensor(im))
+            references = _encode_references(chunk, vae, device, failed, bad)
+            pixels = [px for e, px in zip(chunk, pixels) if e.latent not in bad]
+            chunk = [e for e in chunk if e.latent not in bad]
             if chunk:
-                x = torch.stack(pixels).to(device=device, dtype=vae.dtype)
-                with torch.no_grad():
-                    raw = vae.encode(x).latent_dist.mode()
-                latents = (raw - shift) * scale
-                for e, lat in zip(chunk, latents):
+                for e, lat in zip(chunk, _encode(vae, pixels, device)):
                     tensors = {"latent": lat}
+                    if e.reference is not None:
+                        tensors["reference"] = references[e.latent]
                     if e.mask is not None:
                         tensors["mask"] = data.mask_tensor(
                             e.mask, _source_size(e), e.geometry, (lat.shape[-2], lat.shape[-1])
@@ -176,6 +201,37 @@ def cache_latents(
             done += len(group[start : start + batch_size])
             progress(done, total)
     return [e for e in entries if e.latent not in bad]
+
+
+def _encode(vae: Any, pixels: list[torch.Tensor], device: Any) -> torch.Tensor:
+    x = torch.stack(pixels).to(device=device, dtype=vae.dtype)
+    with torch.no_grad():
+        raw = vae.encode(x).latent_dist.mode()
+    return (raw - float(vae.config.shift_factor or 0.0)) * float(vae.config.scaling_factor)
+
+
+def _encode_references(
+    chunk: list[Entry], vae: Any, device: Any, failed: Callable[[Entry, str], None], bad: set[Path]
+) -> dict[Path, torch.Tensor]:
+    """The chunk's reference latents by the entry's cache file; an entry whose reference cannot
+    be decoded is reported and left out (its edit alone would train text-to-image)."""
+    by_size: dict[tuple[int, int], list[tuple[Entry, torch.Tensor]]] = {}
+    for e in chunk:
+        if e.reference is None or e.reference_geometry is None:
+            continue
+        try:
+            im = data.apply_geometry(data.load_rgb(e.reference, e.reference_shrink), e.reference_geometry)
+        except Exception as exc:  # PIL raises many kinds for broken files
+            failed(e, f"its reference {e.reference.name}: {_why(exc)}")
+            bad.add(e.latent)
+            continue
+        size = (e.reference_geometry.target_w, e.reference_geometry.target_h)
+        by_size.setdefault(size, []).append((e, data.to_tensor(im)))
+    out = {}
+    for group in by_size.values():
+        for e, lat in zip((e for e, _ in group), _encode(vae, [px for _, px in group], device)):
+            out[e.latent] = lat
+    return out
 
 
 def _source_size(e: Entry) -> tuple[int, int]:
@@ -193,6 +249,11 @@ def _why(exc: BaseException) -> str:
 def load_latent(entry: Entry) -> tuple[torch.Tensor, torch.Tensor | None]:
     t = load_file(entry.latent)
     return t["latent"], t.get("mask")
+
+
+def load_sample(entry: Entry) -> dict[str, torch.Tensor]:
+    """Everything cached for one image: latent, and where present mask and reference."""
+    return load_file(entry.latent)
 
 
 # -- text embeddings --------------------------------------------------------------------------
@@ -285,7 +346,11 @@ def build_all(
         ds = project.datasets[report.index]
         folder = project.resolve(ds.cache_dir_vae) if ds.cache_dir_vae else ws_root / "cache" / "vae" / ds.id
         rows = getattr(report, "rows", None)
-        entries += [make_entry(i, ds, info, folder=folder, vae_id=vae_id, rows=rows) for info in report.images]
+        refs = reference_dataset(project, ds, m.flavour)
+        entries += [
+            make_entry(i, ds, info, folder=folder, vae_id=vae_id, rows=rows, reference_ds=refs)
+            for info in report.images
+        ]
     text_cache = TextCache(project.resolve(project.text_embeds.cache_dir), text_identity(m), m.t5_max_length)
     captions = [c for e in entries for c in e.captions] + validation.texts_to_cache(project)
     if project.training.caption_dropout_probability > 0:
@@ -387,6 +452,17 @@ def configure_vae(vae: Any, *, tiling: bool, tile_px: int | None = None, slicing
             vae.tile_sample_min_size = tile_px
             vae.tile_latent_min_size = tile_px // levels
         vae.enable_tiling()
+
+
+def reference_dataset(project: Any, ds: Any, flavour: str) -> Any:
+    """The conditioning dataset whose images are `ds`'s references: Kontext only (for another
+    flavour validate has warned that they are ignored)."""
+    from fluxtui.core.datasets import conditioning_index
+
+    if flavour != "kontext" or not ds.conditioning_data:
+        return None
+    ci = conditioning_index(project, str(ds.conditioning_data))
+    return None if ci is None else project.datasets[ci]
 
 
 def bucketed(

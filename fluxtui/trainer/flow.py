@@ -126,6 +126,30 @@ def image_ids(latent_height: int, latent_width: int) -> torch.Tensor:
     return ids.reshape(h * w, 3)
 
 
+def reference_ids(latent_height: int, latent_width: int) -> torch.Tensor:
+    """Position ids of Kontext's packed reference tokens: (1, row, col). The first channel set
+    to 1 is what tells the reference from the image (FluxKontextPipeline's image_ids)."""
+    ids = image_ids(latent_height, latent_width)
+    ids[:, 0] = 1
+    return ids
+
+
+def append_reference(
+    hidden: torch.Tensor, ids: torch.Tensor, reference: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Kontext's transformer input: the noisy image tokens, then the clean reference latents
+    [B, C, h, w] packed after them; the ids likewise. The prediction's first
+    hidden.shape[1] tokens are the image's (target_tokens)."""
+    tokens = pack_latents(reference).to(hidden.dtype)
+    ref_ids = reference_ids(reference.shape[-2], reference.shape[-1]).to(ids.device, ids.dtype)
+    return torch.cat([hidden, tokens], dim=1), torch.cat([ids, ref_ids], dim=0)
+
+
+def target_tokens(pred: torch.Tensor, image_tokens: int) -> torch.Tensor:
+    """The prediction for the image alone: reference tokens carry no target and no loss."""
+    return pred[:, :image_tokens]
+
+
 def text_ids(seq_len: int) -> torch.Tensor:
     return torch.zeros(seq_len, 3)
 

@@ -146,8 +146,12 @@ def _train(
     params = lora.add_lora(transformer, project)
     tel.log(f"LoRA: {sum(p.numel() for p in params):,} trainable parameters ({project.lora.flux_lora_target})")
     averaged = ema.EMA.from_project(project, params, device)  # None without use_ema
+    # Kontext renders edits of the first references; other flavours the validation prompts.
+    references = validation.kontext_references(entries) if m.flavour == "kontext" else None
     validator = (
-        validation.Validator(project, m, text_cache, run_dir, device) if main and validation.possible(project) else None
+        validation.Validator(project, m, text_cache, run_dir, device, references)
+        if main and validation.possible(project, references)
+        else None
     )
 
     if t.gradient_checkpointing:
@@ -263,8 +267,11 @@ def _train(
     def batch_loss(batch: data.Batch) -> Any:
         """Flow-matching loss of one batch (SPEC.md, Training)."""
         dtype = m.weight_dtype
-        latents, masks = zip(*(caches.load_latent(e) for e in batch.items))
+        samples = [caches.load_sample(e) for e in batch.items]
+        latents = [s["latent"] for s in samples]
+        masks = [s.get("mask") for s in samples]
         x0 = flow.pack_latents(torch.stack(latents).to(device, dtype))
+        n_image = x0.shape[1]
         captions = [
             data.pick_caption(e.captions, t.seed, batch.index, i, dropout=t.caption_dropout_probability)
             for i, e in enumerate(batch.items)
@@ -291,16 +298,21 @@ def _train(
             has_guidance=m.has_guidance,
             generator=gen,
         )
+        hidden = flow.noisy_latents(x0, noise, sigma)
+        ids = flow.image_ids(latents[0].shape[-2], latents[0].shape[-1]).to(device, dtype)
+        if "reference" in samples[0]:  # Kontext: clean reference tokens after the image's, own ids
+            refs = torch.stack([s["reference"] for s in samples]).to(device, dtype)
+            hidden, ids = flow.append_reference(hidden, ids, refs)
         inputs = {
-            "hidden_states": flow.noisy_latents(x0, noise, sigma),
+            "hidden_states": hidden,
             "encoder_hidden_states": t5.to(dtype),
             "pooled_projections": pooled.to(dtype),
             "timestep": sigma.to(dtype),
-            "img_ids": flow.image_ids(latents[0].shape[-2], latents[0].shape[-1]).to(device, dtype),
+            "img_ids": ids,
             "txt_ids": flow.text_ids(t5.shape[1]).to(device, dtype),
             "guidance": None if guidance is None else guidance.to(device),
             "joint_attention_kwargs": (
-                {"attention_mask": flow.joint_attention_mask(t5_mask, x0.shape[1])}
+                {"attention_mask": flow.joint_attention_mask(t5_mask, hidden.shape[1])}
                 if t.flux_attention_masked_training
                 else None
             ),
@@ -308,10 +320,10 @@ def _train(
         }
         if batch.items[0].regularisation:  # the base model's own answer is the target
             with torch.no_grad(), _adapter_off(base, lora):
-                target = base(**inputs)[0]
+                target = flow.target_tokens(base(**inputs)[0], n_image)
         else:
             target = flow.flow_target(x0, noise)
-        pred = transformer(**inputs)[0]
+        pred = flow.target_tokens(transformer(**inputs)[0], n_image)  # the loss is the image's alone
         weight = None
         if any(mk is not None for mk in masks):
             full = [mk if mk is not None else torch.ones_like(latents[0][:1]) for mk in masks]
@@ -385,7 +397,7 @@ def _train(
     if status == "completed":
         if last_saved != progress.step and progress.step > 0:
             save_checkpoint()  # so a longer run can resume from the end
-        if last_validated != progress.step and validation.enabled(project):
+        if last_validated != progress.step and validation.enabled(project, references):
             validate()
         tel.stage("save", 0, 1, resident=models.resident(m))
         with ema.saved_weights(averaged):

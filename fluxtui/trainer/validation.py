@@ -8,6 +8,11 @@ prompts' embeddings were put in the text cache with the captions, so sampling ne
 the transformer and the VAE. The VAE is loaded at the first validation, waits on the CPU in
 between, and decodes in tiles when the estimate says a whole image would need more than the
 training step (core/estimate_stages.vae_decode_plan).
+
+Kontext edits a reference, so it validates as SimpleTuner does for edit models: the first
+KONTEXT_SAMPLES paired images of each image dataset (by path), each edit's caption as the
+prompt and its reference as FluxKontextPipeline's image, at every validation_resolution;
+the image is named after the edit (<name>-<WxH>.png).
 """
 
 from __future__ import annotations
@@ -27,6 +32,28 @@ from .guided import GuidedTransformer
 from .quiet import only_transformers_errors
 
 DEFAULT_PROMPT_NAME = "validation"
+KONTEXT_SAMPLES = 4  # per image dataset: SimpleTuner's num_eval_images default
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A Kontext validation sample: the edit's name and caption, the reference to edit."""
+
+    name: str
+    caption: str
+    image: Path
+
+
+def kontext_references(entries: Any) -> list[Reference]:
+    """The first KONTEXT_SAMPLES paired images of each dataset (sorted by path)."""
+    out: list[Reference] = []
+    per_dataset: dict[int, int] = {}
+    for e in sorted((e for e in entries if e.reference is not None), key=lambda e: (e.dataset, str(e.image))):
+        if per_dataset.get(e.dataset, 0) >= KONTEXT_SAMPLES:
+            continue
+        per_dataset[e.dataset] = per_dataset.get(e.dataset, 0) + 1
+        out.append(Reference(Path(e.image).stem, e.captions[0], Path(e.reference)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -73,19 +100,29 @@ def texts_to_cache(project: Any) -> list[str]:
     return texts
 
 
-def possible(project: Any) -> bool:
-    """There is something to render (on request, even with validation_steps = 0)."""
-    return bool(prompts(project)) and bool(resolutions(project))
+def possible(project: Any, references: list[Reference] | None = None) -> bool:
+    """There is something to render (on request, even with validation_steps = 0). With
+    `references` (Kontext) those are what is rendered, not the prompts."""
+    return bool(references if references is not None else prompts(project)) and bool(resolutions(project))
 
 
-def enabled(project: Any) -> bool:
+def enabled(project: Any, references: list[Reference] | None = None) -> bool:
     """Validation runs on its own every validation_steps (and at the end)."""
-    return project.validation.validation_steps > 0 and possible(project)
+    return project.validation.validation_steps > 0 and possible(project, references)
 
 
 class Validator:
-    def __init__(self, project: Any, models: Any, text_cache: Any, run_dir: Path, device: torch.device):
+    def __init__(
+        self,
+        project: Any,
+        models: Any,
+        text_cache: Any,
+        run_dir: Path,
+        device: torch.device,
+        references: list[Reference] | None = None,
+    ):
         self.project = project
+        self.references = references  # Kontext: render these edits instead of the prompts
         self.models = models
         self.text_cache = text_cache
         self.run_dir = Path(run_dir)
@@ -103,7 +140,7 @@ class Validator:
         """Render every prompt x resolution; returns (paths relative to the run folder, seconds).
         ``suffix`` goes after the prompt name (the EMA's images end in -ema)."""
         with only_transformers_errors():
-            from diffusers import FluxPipeline
+            from diffusers import FluxKontextPipeline, FluxPipeline
 
         v = self.project.validation
         started = time.monotonic()
@@ -114,7 +151,8 @@ class Validator:
             rescale=float(v.validation_guidance_rescale),
         )
         vae = self._vae().to(self.device)
-        pipe = FluxPipeline(
+        pipeline_class = FluxPipeline if self.references is None else FluxKontextPipeline
+        pipe = pipeline_class(
             scheduler=copy.deepcopy(self.models.scheduler),
             vae=vae,
             text_encoder=None,
@@ -136,11 +174,12 @@ class Validator:
         try:
             # Sampling must not move the training RNG: a resumed run has to see the same numbers.
             with torch.random.fork_rng(devices=_cuda_devices(self.device)), torch.no_grad(), autocast():
-                for prompt in prompts(self.project):
+                for prompt, reference in self._samples():
                     t5, pooled, mask = self._embeds_and_mask(prompt.text)
                     guided.prompt(mask, negative)
                     for w, h in resolutions(self.project):
                         image = pipe(
+                            **self._reference_inputs(reference, w, h),
                             prompt_embeds=t5,
                             pooled_prompt_embeds=pooled,
                             height=h,
@@ -160,6 +199,23 @@ class Validator:
             del pipe
             _release()
         return written, round(time.monotonic() - started, 3)
+
+    def _samples(self) -> list[tuple[Prompt, Reference | None]]:
+        if self.references is None:
+            return [(p, None) for p in prompts(self.project)]
+        return [(Prompt(r.name, r.caption), r) for r in self.references]
+
+    @staticmethod
+    def _reference_inputs(reference: Reference | None, w: int, h: int) -> dict[str, Any]:
+        """FluxKontextPipeline's image: the reference at the output's size, as training cut it
+        (no snapping to Kontext's preferred sizes, and max_area keeps w x h)."""
+        if reference is None:
+            return {}
+        from PIL import Image, ImageOps
+
+        with Image.open(reference.image) as im:
+            image = ImageOps.exif_transpose(im).convert("RGB").resize((w, h), Image.Resampling.LANCZOS)
+        return {"image": image, "max_area": w * h, "_auto_resize": False}
 
     def _vae(self) -> Any:
         if self._vae_module is None:
