@@ -351,6 +351,9 @@ def build_all(
             make_entry(i, ds, info, folder=folder, vae_id=vae_id, rows=rows, reference_ds=refs)
             for info in report.images
         ]
+    paired = sum(e.reference is not None for e in entries)
+    if paired:
+        tel.log(f"Kontext: {paired} of {len(entries)} images edit a reference (conditioning_data)")
     text_cache = TextCache(project.resolve(project.text_embeds.cache_dir), text_identity(m), m.t5_max_length)
     captions = [c for e in entries for c in e.captions] + validation.texts_to_cache(project)
     if project.training.caption_dropout_probability > 0:
