@@ -95,6 +95,33 @@ def test_kontext_trains_on_pairs_and_validates_by_editing_references(tmp_path, t
     for name in names:
         with Image.open(ws / "outputs" / "k1" / "validation" / "step-2" / name) as im:
             assert im.size == (64, 64)
+    card = (ws / "outputs" / "k1" / "lora" / "README.md").read_text()
+    assert "FluxKontextPipeline" in card and 'image=load_image("reference.png")' in card
+
+
+def test_loose_references_train_at_their_own_size(tmp_path, tiny_model_dir):
+    table = REFS + 'conditioning_type = "reference_loose"\n'
+    ws = kontext_workspace(
+        tmp_path / "ws",
+        refs=2,
+        table=table,
+        settings={
+            "model.pretrained_model_name_or_path": str(tiny_model_dir),
+            "datasets[0].resolution": 128,
+            "training.max_train_steps": 1,
+            "training.train_batch_size": 1,
+            "validation.validation_steps": 0,
+        },
+    )
+    result = run_trainer(ws, "k2")
+    assert result.returncode == 0, result.stdout
+    from safetensors.torch import load_file
+
+    cached = sorted((ws / "cache" / "vae" / "shapes").glob("*.safetensors"))
+    assert len(cached) == 2
+    for f in cached:
+        t = load_file(f)
+        assert t["latent"].shape[-2:] == (16, 16) and t["reference"].shape[-2:] == (8, 8)  # 128 px vs 64 px
 
 
 def test_reference_tokens_follow_the_image_with_their_own_ids_and_no_loss(tiny_model_dir):

@@ -306,6 +306,10 @@ def _plan(project: Any) -> _Plan:
     if t.optimizer == "bnb-lion8bit-paged":
         notes.append("paged optimizer state can move to system RAM under pressure")
     mixed = t.mixed_precision in ("bf16", "fp16")
+    image_tokens = max(1, round(pixels / 256))  # 8x VAE downsampling, then 2x2 patches
+    if m.model_flavour == "kontext" and any(d.conditioning_data for d in active if d.dataset_type == "image"):
+        image_tokens *= 2  # the reference's tokens follow the image's in the same sequence
+        notes.append("Kontext: the reference adds as many tokens as the image (a loose one may add fewer)")
     return _Plan(
         project=project,
         pipe=pipe,
@@ -313,7 +317,7 @@ def _plan(project: Any) -> _Plan:
         act_bytes=2 if mixed else base,
         precision=m.base_model_precision,
         pixels=pixels,
-        image_tokens=max(1, round(pixels / 256)),  # 8x VAE downsampling, then 2x2 patches
+        image_tokens=image_tokens,
         text_tokens=text,
         batch=int(t.train_batch_size),
         lora_params=params,

@@ -60,7 +60,8 @@ _CARD_KEYS = (
 def model_card(project: Any, *, step: int, run_id: str, run_dir: Path, files: list[Path]) -> str:
     base = base_model_id(project)
     name = project.project.name
-    front = ["---", "library_name: diffusers", "tags:", "- flux", "- lora", "- text-to-image", "- fluxtui"]
+    task = "image-to-image" if project.model.model_flavour == "kontext" else "text-to-image"
+    front = ["---", "library_name: diffusers", "tags:", "- flux", "- lora", f"- {task}", "- fluxtui"]
     if base:
         front.append(f"base_model: {base}")
     front += ["---", ""]
@@ -87,6 +88,7 @@ def model_card(project: Any, *, step: int, run_id: str, run_dir: Path, files: li
             f"| dataset `{ds.id}` | resolution {_fmt(ds.resolution)} ({ds.resolution_type}), "
             f"crop {str(ds.crop).lower()} / {ds.crop_aspect}, repeats {ds.repeats}"
             + (", regularisation" if ds.is_regularisation_data else "")
+            + (f", references ({ds.conditioning_type})" if ds.dataset_type == "conditioning" else "")
             + " |"
         )
     prompts = [project.validation.validation_prompt, *(project.validation.prompts or {}).values()]
@@ -96,16 +98,26 @@ def model_card(project: Any, *, step: int, run_id: str, run_dir: Path, files: li
     latest = _latest_validation(run_dir)
     if latest:
         lines += ["", f"Latest validation images (in the run folder): {', '.join(latest)}"]
+    kontext = project.model.model_flavour == "kontext"
+    pipeline = "FluxKontextPipeline" if kontext else "FluxPipeline"
     lines += [
         "",
         "## Use",
         "",
         "```python",
         "import torch",
-        "from diffusers import FluxPipeline",
+        f"from diffusers import {pipeline}" + ("\nfrom diffusers.utils import load_image" if kontext else ""),
         "",
-        f'pipe = FluxPipeline.from_pretrained("{base or "<base model>"}", torch_dtype=torch.bfloat16)',
+        f'pipe = {pipeline}.from_pretrained("{base or "<base model>"}", torch_dtype=torch.bfloat16)',
         f'pipe.load_lora_weights("{project.hub.hub_model_id or "path/to/lora"}")',
+        *(
+            [
+                "# Kontext edits a reference image: pass it with the prompt",
+                'image = pipe(prompt="...", image=load_image("reference.png")).images[0]',
+            ]
+            if kontext
+            else []
+        ),
         "```",
         "",
         "Files: " + ", ".join(p.name for p in files),
