@@ -232,3 +232,10 @@ def test_conditioning_data_as_simpletuners_list_of_one(tmp_path):
     (ws / "project.toml").write_text(text)
     result = checked(ws)
     assert result.returncode == 2 and "one conditioning dataset" in result.stdout, result.stdout
+
+
+def test_references_alone_are_nothing_to_train_on(tmp_path):
+    ws = kontext_workspace(tmp_path / "ws", refs=6, settings={"datasets[0].disabled": True})
+    result = checked(ws)
+    assert result.returncode == 2, result.stdout
+    assert "datasets[1].dataset_type:" in result.stdout and "no images to train on" in result.stdout

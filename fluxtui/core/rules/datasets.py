@@ -15,7 +15,8 @@ from .base import (
 @rule
 def _datasets(p: Project) -> list[Problem]:
     out = []
-    active = [(i, d) for i, d in enumerate(p.datasets) if not d.disabled]
+    enabled = [(i, d) for i, d in enumerate(p.datasets) if not d.disabled]
+    active = [(i, d) for i, d in enabled if d.dataset_type != "conditioning"]  # what trains
     if not p.datasets:
         out.append(
             problem_at(
@@ -23,6 +24,16 @@ def _datasets(p: Project) -> list[Problem]:
                 "there is no [[datasets]] table: nothing to train on",
                 "datasets",
                 fix='add [[datasets]] with id = "my-images" and instance_data_dir = "datasets/my-images"',
+            )
+        )
+    elif enabled and not active:
+        i = enabled[0][0]
+        out.append(
+            problem_at(
+                p,
+                "every active dataset is a conditioning dataset (references): there are no images to train on",
+                f"datasets[{i}].dataset_type",
+                fix='add the image dataset the references belong to, with conditioning_data = "<this id>"',
             )
         )
     elif not active:
@@ -54,7 +65,7 @@ def _datasets(p: Project) -> list[Problem]:
                 fix="set probability = 1.0",
             )
         )
-    for i, d in active:
+    for i, d in enabled:
         out += _dataset_options(p, i, d)
     return out
 
