@@ -147,6 +147,11 @@ EXERCISED = {
         ],
         "test_options_simpletuner_parity",
     ),
+    # test_kontext.py
+    **dict.fromkeys(
+        ["datasets.dataset_type", "datasets.conditioning_data", "datasets.conditioning_type"],
+        "test_kontext",
+    ),
     # test_ema.py
     **dict.fromkeys(
         [
