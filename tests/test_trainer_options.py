@@ -147,6 +147,18 @@ EXERCISED = {
         ],
         "test_options_simpletuner_parity",
     ),
+    # test_hf_datasets.py: a DatasetDict with its own split, image, caption and size columns
+    **dict.fromkeys(
+        [
+            "datasets.dataset_name",
+            "datasets.split",
+            "datasets.image_column",
+            "datasets.caption_column",
+            "datasets.width_column",
+            "datasets.height_column",
+        ],
+        "test_tiny_random_trains_on_a_saved_dataset",
+    ),
     # test_ema.py
     **dict.fromkeys(
         [
@@ -169,6 +181,8 @@ SKIPPED = {
     "hardware.num_machines": "several machines; launcher wiring is tested in test_launch.py",
     "hardware.machine_rank": "several machines; launcher wiring is tested in test_launch.py",
     "hardware.main_process_ip": "several machines; launcher wiring is tested in test_launch.py",
+    "datasets.revision": "picks a branch, tag or commit of a hub dataset and the hub is unreachable here; "
+    "a local folder ignores it and validate warns (test_hf_datasets.py)",
     "hardware.accelerate_config": "DeepSpeed/FSDP configs need GPUs; launcher wiring is tested in test_launch.py",
 }
 
