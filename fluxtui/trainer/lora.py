@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from . import assistant
 from .models import ModelLoadError
 from .quantise import is_quantised
 
@@ -86,8 +87,9 @@ def target_modules(names: list[str], preset: str) -> list[str]:
 _INIT = {"default": True, "gaussian": "gaussian", "loftq": "loftq", "olora": "olora", "pissa": "pissa"}
 
 
-def add_lora(transformer: Any, project: Any) -> list[torch.nn.Parameter]:
-    """Freeze ``transformer``, add the configured adapter, return its trainable parameters."""
+def add_lora(transformer: Any, project: Any, *, log: Any = print) -> list[torch.nn.Parameter]:
+    """Freeze ``transformer``, add the configured adapter (and the frozen assistant LoRA when the
+    run has one, see assistant.py), return the trainable parameters."""
     lc = project.lora
     transformer.requires_grad_(False)
     names = [name for name, _ in transformer.named_modules()]
@@ -105,6 +107,8 @@ def add_lora(transformer: Any, project: Any) -> list[torch.nn.Parameter]:
         params = _add_peft(transformer, project, targets)
     if lc.init_lora:
         load_lora_file(transformer, project.resolve(lc.init_lora), key="lora.init_lora")
+    # After the trained adapter: LyCORIS hooks plain Linear layers, which peft then wraps.
+    assistant.load(transformer, project, log=log)
     return params
 
 
@@ -180,7 +184,7 @@ def _downcast_targets(transformer: Any, targets: list[str]) -> None:
 
 
 def _adapter_params(transformer: Any) -> list[torch.nn.Parameter]:
-    return [p for n, p in transformer.named_parameters() if ".lora_" in n]
+    return [p for n, p in transformer.named_parameters() if ".lora_" in n and f".{ADAPTER}." in n]
 
 
 def _raw_adapter_state(transformer: Any) -> dict[str, torch.Tensor]:
@@ -407,10 +411,12 @@ def set_adapter_enabled(transformer: Any, enabled: bool) -> None:
     original base) and "on" restores the trained values. Switch it back on before backward.
     """
     state = _state(transformer)
+    helper = assistant.loaded(transformer)
+    if helper is not None and not enabled:  # the base's own prediction: the assistant is off too
+        assistant.use(transformer, 0.0)
     if state.kind == "lycoris":
         state.network.set_multiplier(1.0 if enabled else 0.0)
-        return
-    if state.initial is not None:
+    elif state.initial is not None:
         from peft.utils import set_peft_model_state_dict
 
         if not enabled and state.stashed is None:
@@ -419,8 +425,9 @@ def set_adapter_enabled(transformer: Any, enabled: bool) -> None:
         elif enabled and state.stashed is not None:
             set_peft_model_state_dict(transformer, state.stashed, adapter_name=ADAPTER)
             state.stashed = None
-        return
-    if enabled:
+    elif enabled:
         transformer.enable_adapters()
     else:
         transformer.disable_adapters()
+    if helper is not None and enabled:
+        assistant.use(transformer, helper.strength)

@@ -75,6 +75,7 @@ def model_card(project: Any, *, step: int, run_id: str, run_dir: Path, files: li
         f"A Flux.1 LoRA trained with fluxtui for {step} steps (run `{run_id}`)"
         + (f" on [{base}](https://huggingface.co/{base})." if base else "."),
         "",
+        *_assistant_lines(project),
         "## Settings",
         "",
         "| option | value |",
@@ -120,6 +121,20 @@ def model_card(project: Any, *, step: int, run_id: str, run_dir: Path, files: li
         "",
     ]
     return "\n".join(front + lines)
+
+
+def _assistant_lines(project: Any) -> list[str]:
+    from fluxtui.core import assistant_lora
+
+    a = assistant_lora.resolve(project)
+    if a is None or (a.kind == "hub" and project.model.random_weights):
+        return []
+    return [
+        f"Trained with the assistant LoRA `{a.value}` stacked frozen under it (SimpleTuner's "
+        "`assistant_lora_path`). The assistant is not part of this LoRA: inference is without the "
+        "assistant, load this LoRA alone.",
+        "",
+    ]
 
 
 def _fmt(value: Any) -> str:
