@@ -155,6 +155,8 @@ EXERCISED = {
         ],
         "test_options_simpletuner_parity",
     ),
+    # test_lycoris_config.py (a real run with a module_algo_map factor)
+    "lora.lycoris_config": "test_lycoris_config",
     # test_assistant_lora.py (a real run, and the adapter stack in the tiny transformer)
     **dict.fromkeys(
         [

@@ -286,6 +286,16 @@ OPTIONS: tuple[Option, ...] = (
     ),
     _o(
         "lora",
+        "lycoris_config",
+        "path",
+        None,
+        "lora_type = lycoris: a LyCORIS JSON file as SimpleTuner reads it (algo, linear_dim, "
+        "linear_alpha, factor, apply_preset...; relative to the workspace). Without it: LoKr with "
+        "lokr_factor on flux_lora_target's layers.",
+        example="lycoris_config.json",
+    ),
+    _o(
+        "lora",
         "init_lora",
         "path",
         None,

@@ -197,7 +197,10 @@ def _raw_adapter_state(transformer: Any) -> dict[str, torch.Tensor]:
 
 
 def _add_lokr(transformer: Any, project: Any, targets: list[str]) -> list[torch.nn.Parameter]:
-    """LoKr (lycoris-lora) on exactly the preset's layers; quantised layers run in bypass mode."""
+    """LyCORIS on the transformer: the lycoris_config file as SimpleTuner hands it to lycoris
+    (multiplier, linear_dim, linear_alpha, apply_preset, the rest create_lycoris' keywords), or
+    without one LoKr (lokr_factor, lora_rank, lora_alpha) on exactly the preset's layers.
+    Quantised layers run in bypass mode."""
     import re
 
     from lycoris import LycorisNetwork, create_lycoris
@@ -206,31 +209,50 @@ def _add_lokr(transformer: Any, project: Any, targets: list[str]) -> list[torch.
     if lc.init_lora:
         raise LoraError("`lora.init_lora` works with lora_type = standard only.", "lora.init_lora")
     # The preset lives on lycoris' class: set all of it every time so nothing leaks between calls.
-    LycorisNetwork.apply_preset(
-        {
-            "target_module": [],
-            "target_name": [re.escape(name) + "$" for name in targets],
-            "module_algo_map": {},
-            "name_algo_map": {},
-            "use_fnmatch": False,
-            "exclude_name": [],
-            "lora_prefix": "lycoris",
-        }
-    )
+    preset: dict[str, Any] = {
+        "target_module": [],
+        "target_name": [re.escape(name) + "$" for name in targets],
+        "module_algo_map": {},
+        "name_algo_map": {},
+        "use_fnmatch": False,
+        "exclude_name": [],
+        "lora_prefix": "lycoris",
+    }
+    kwargs: dict[str, Any] = {
+        "multiplier": 1.0,
+        "linear_dim": lc.lora_rank,
+        "linear_alpha": _alpha(lc),
+        "algo": "lokr",
+        "factor": lc.lokr_factor,
+        "dropout": lc.lora_dropout,
+    }
+    if lc.lycoris_config:
+        from fluxtui.core import lycoris_config
+
+        cfg = dict(lycoris_config.read(project.resolve(lc.lycoris_config)))  # checked by core.rules
+        user_preset = cfg.pop("apply_preset", None)
+        if user_preset:
+            preset = {**preset, "target_name": [], **user_preset}
+        kwargs = cfg
+    LycorisNetwork.apply_preset(preset)
     device = next(transformer.parameters()).device
     with _quiet_lycoris():
         network = create_lycoris(
             transformer,
-            multiplier=1.0,
-            linear_dim=lc.lora_rank,
-            linear_alpha=_alpha(lc),
-            algo="lokr",
-            factor=lc.lokr_factor,
-            dropout=lc.lora_dropout,
+            kwargs.pop("multiplier", 1.0),
+            kwargs.pop("linear_dim"),
+            kwargs.pop("linear_alpha"),
             preset="full",  # the default preset; apply_preset above already set the targets
             warn_on_unmatched=False,
+            **kwargs,
         )
         network.apply_to()
+    if not network.loras:
+        raise LoraError(
+            f"`lora.lycoris_config` ({lc.lycoris_config}) matches no layer of this transformer: check "
+            "apply_preset's target_module / target_name (module classes: FluxAttention, FeedForward, Linear).",
+            "lora.lycoris_config",
+        )
     network.to(device=device, dtype=torch.float32)
     params = [p for p in network.parameters()]
     for p in params:
