@@ -159,3 +159,10 @@ def test_a_feedforward_factor_changes_the_trained_network_and_the_outputs_load(t
     layer = sorted(ff)[0].removeprefix("lycoris_").replace("_", ".")
     name = next(n for n in dict(fresh.named_modules()) if n.replace(".", "_") == layer.replace(".", "_"))
     assert not torch.equal(merged.get_submodule(name).weight, fresh.get_submodule(name).weight)
+
+
+def test_lokr_factor_beside_a_config_is_a_warning_that_it_is_unused(tmp_path):
+    ws = _workspace(tmp_path, {**BASE, "apply_preset": ATTN_FF}, {"lora.lokr_factor": 4})
+    result = validate(ws)
+    assert result.returncode == 0, result.stdout
+    assert "lora.lokr_factor:" in result.stdout and "is not used" in result.stdout, result.stdout

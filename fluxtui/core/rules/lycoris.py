@@ -6,6 +6,7 @@ from __future__ import annotations
 from .. import lycoris_config
 from ..config import Project
 from ..problems import Problem
+from ..schema import BY_DOTTED
 from .base import problem_at, rule
 
 KEY = lycoris_config.KEY
@@ -60,6 +61,18 @@ def _lycoris_config(p: Project) -> list[Problem]:
                     fix='remove lora_prefix from apply_preset, or set lora_format = "diffusers"',
                 )
             )
+    if lora.lokr_factor != BY_DOTTED["lora.lokr_factor"].default:
+        out.append(
+            problem_at(
+                p,
+                f"lokr_factor = {lora.lokr_factor} is not used: lycoris_config {name} describes the whole network "
+                '(its "factor" key)',
+                "lora.lokr_factor",
+                also=(KEY,),
+                severity="warning",
+                fix=f'set "factor": {lora.lokr_factor} in {name}, and remove lokr_factor',
+            )
+        )
     if "apply_preset" not in cfg:
         out.append(
             problem_at(
