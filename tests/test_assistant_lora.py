@@ -98,8 +98,11 @@ def test_validate_refuses_an_assistant_the_run_could_not_load(tmp_path, settings
 def test_validate_accepts_schnell_when_the_adapter_is_in_the_hub_cache_or_off(tmp_path):
     ws = workspace.init(tmp_path / "ws", demo=True).root
     config.set_values(ws / "project.toml", {"model.model_flavour": "schnell"})
-    snapshot = tmp_path / "hf" / "hub" / "models--ostris--FLUX.1-schnell-training-adapter" / "snapshots" / "abc123"
+    repo = tmp_path / "hf" / "hub" / "models--ostris--FLUX.1-schnell-training-adapter"
+    snapshot = repo / "snapshots" / "abc123"
     snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
     lora_file(snapshot / "pytorch_lora_weights.safetensors", rank=16)
     result = _validate(ws, tmp_path)
     assert "assistant_lora_path" not in result.stdout, result.stdout
@@ -231,3 +234,42 @@ def test_strengths_scale_it_in_training_and_validation(tmp_path, tiny_model_dir)
     assert torch.equal(outputs["none-validation"], outputs["full"])  # inference strength 1: as in training
     assert torch.equal(outputs["full-validation"], outputs["none"])  # strength 0: the bare base
     assert not torch.equal(outputs["full"], outputs["none"])
+
+
+def test_a_hub_assistant_comes_from_the_hub_cache_offline(tmp_path, tiny_model_dir, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from conftest import TINY, make_project
+    from diffusers import FluxTransformer2DModel
+    from huggingface_hub import constants
+    from trainer_support import make_assistant_lora
+
+    from fluxtui.trainer import assistant, lora
+    from fluxtui.trainer.models import ModelLoadError
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--someone--tiny-assistant"
+    make_assistant_lora(tiny_model_dir / "transformer", repo / "snapshots" / "c0ffee")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("c0ffee")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    project = make_project(
+        tmp_path / "ws", TINY + '\n[lora]\nlora_rank = 4\nassistant_lora_path = "someone/tiny-assistant"\n'
+    )
+    a = assistant_lora.resolve(project)
+    assert a is not None and a.kind == "hub"
+    assert (
+        assistant_lora.cached_file(a.value, None) == repo / "snapshots" / "c0ffee" / "pytorch_lora_weights.safetensors"
+    )
+    t = FluxTransformer2DModel.from_pretrained(tiny_model_dir / "transformer")
+    lines: list[str] = []
+    lora.add_lora(t, project, log=lines.append)
+    assert assistant.loaded(t) is not None and any("c0ffee" in line for line in lines), lines
+    assert all(not p.requires_grad for p in assistant.params(t))
+    assert torch.isfinite(_forward(t, torch)).all()
+
+    missing = make_project(tmp_path / "ws2", TINY + '\n[lora]\nassistant_lora_path = "someone/not-cached"\n')
+    with pytest.raises(ModelLoadError) as info:
+        lora.add_lora(FluxTransformer2DModel.from_pretrained(tiny_model_dir / "transformer"), missing, log=lines.append)
+    assert info.value.key == "lora.assistant_lora_path" and "not in the local hub cache" in info.value.message

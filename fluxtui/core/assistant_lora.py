@@ -107,14 +107,12 @@ def hub_cache_dir() -> Path:
 
 
 def cached_file(repo: str, weight_name: str | None) -> Path | None:
-    """The assistant's file in the local hub cache, if a snapshot of the repo holds it."""
-    snapshots = hub_cache_dir() / ("models--" + repo.replace("/", "--")) / "snapshots"
+    """The assistant's file in the local hub cache: in the snapshot the repo's main branch points
+    at (what huggingface_hub serves offline), if that snapshot holds it."""
+    root = hub_cache_dir() / ("models--" + repo.replace("/", "--"))
     try:
-        folders = sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+        commit = (root / "refs" / "main").read_text(encoding="utf-8").strip()
     except OSError:
         return None
-    for folder in folders:
-        found = pick_file(folder, weight_name)
-        if found is not None:
-            return found
-    return None
+    folder = root / "snapshots" / commit
+    return pick_file(folder, weight_name) if commit and folder.is_dir() else None
