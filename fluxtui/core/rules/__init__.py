@@ -9,7 +9,18 @@ its line in project.toml where the key is written (else the line of its table), 
 from __future__ import annotations
 
 # Each topic module registers its rules (@rule) on import.
-from . import datasets, hardware, memory, model, outputs, services, training, validation  # noqa: F401
+from . import (  # noqa: F401
+    assistant,
+    datasets,
+    hardware,
+    lycoris,
+    memory,
+    model,
+    outputs,
+    services,
+    training,
+    validation,
+)
 from .base import (
     FLUX_BLOCKS,
     PIP_NAMES,
