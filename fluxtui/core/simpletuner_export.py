@@ -2,7 +2,8 @@
 lycoris / prompt-library files), so the same project runs there. `fluxtui import` of the
 result gives back the same resolved config (tests/test_import.py checks the round trip).
 
-Paths become absolute: SimpleTuner resolves relative ones from its own working directory.
+Paths become absolute (SimpleTuner resolves relative ones from its own working directory),
+except caches: those stay relative, so each trainer writes its own format in its own folder.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ _EXPORT_NAMES = {
     "project.name": "tracker_run_name",
 }
 _TEXT_EMBEDS_ID = "text-embeds"
+# Caches stay relative: each trainer keeps its own (the formats differ), in its own folder.
+_CACHES = {"cache_dir_vae"}
 # fluxtui-only options that travel in another file (multidatabackend, lycoris, prompt library).
 _EXPORTED_ELSEWHERE = {"text_embeds.cache_dir", "lora.lokr_factor", "validation.prompts"}
 
@@ -107,7 +110,7 @@ def _datasets(project: Project) -> list[dict[str, Any]]:
             value = getattr(ds, opt.key)
             if value is None or value == []:
                 continue
-            if opt.kind == "path":
+            if opt.kind == "path" and opt.key not in _CACHES:
                 value = str(project.resolve(value))
             entry[opt.key] = value
         for key in ("dataset_type", "conditioning_data"):  # kontext pairing (when the schema has them)
@@ -120,7 +123,7 @@ def _datasets(project: Project) -> list[dict[str, Any]]:
             "type": "local",
             "dataset_type": "text_embeds",
             "default": True,
-            "cache_dir": str(project.resolve(project.text_embeds.cache_dir)),
+            "cache_dir": project.text_embeds.cache_dir,
         }
     )
     return entries

@@ -482,7 +482,7 @@ def _plan_datasets(p: Plan, label: str, value: Any, defaults: dict, copy_dataset
             ds[opt.key] = checked
             fate = "set" if _same(checked, raw) and opt.key == key else "converted"
             p.rows.append(Row(src, fate, f"datasets.{opt.key}", checked, note))
-        for key, (src, value) in defaults.items():
+        for key, (_src, value) in defaults.items():
             ds.setdefault(key, value)
         p.datasets.append(ds)
 
