@@ -41,6 +41,11 @@ LOST = ("unknown",)  # a key that ends here was lost silently: import exits 1
 MODEL_FAMILY = "flux"  # what SimpleTuner's {model_family} is for every fluxtui project
 
 
+PRECISION_KEYS = ("base_model_precision", "text_encoder_1_precision", "text_encoder_2_precision")
+# SimpleTuner's quickstart also writes these; they mean fluxtui's names.
+PRECISION_ALIASES = {"bf16": "no_change", "bnb-nf4": "nf4-bnb"}
+
+
 class ImportProblem(Exception):
     """Bad input: a missing file, broken JSON... The message names the file (and line)."""
 
@@ -247,6 +252,9 @@ def _plan_key(p: Plan, label: str, key: str, raw: Any, defaults: dict, followed:
         p.rows.append(_fixed_value_row(label, name, raw))
         return
     opt = BY_DOTTED[name.target]
+    if opt.key in PRECISION_KEYS and raw in PRECISION_ALIASES:
+        raw = PRECISION_ALIASES[raw]
+        stripped = True  # reported as converted
     try:
         value = convert(opt, raw)
     except ConvertError as e:
@@ -260,7 +268,7 @@ def _plan_key(p: Plan, label: str, key: str, raw: Any, defaults: dict, followed:
         p.rows.append(Row(label, "unknown", name.target, raw, f"{err[0]} ({err[1]})"))
         return
     changed = stripped or not _same(checked, raw)
-    note = "`--` stripped" if stripped else ""
+    note = "`--` stripped" if bare != key else ""
     if name.target.startswith("datasets."):
         defaults[opt.key] = (label, checked)
         p.rows.append(
