@@ -287,3 +287,21 @@ def test_round_trip_import_export_import(name, tmp_path):
     assert _resolved(first) == _resolved(again)
     # and the export refuses to overwrite without --force
     assert run_cli("export-simpletuner", str(first), str(out)).returncode == 2
+
+
+def test_config_toml_with_a_huggingface_dataset(tmp_path):
+    """config.toml with string values and a `--` key; a hub dataset with SimpleTuner's
+    `huggingface` sub-table next to a regularisation folder (the quickstart's keys)."""
+    _, report = _import(_stage("toml-hf", tmp_path), tmp_path / "ws")
+    assert report["lost"] == 0, [r for r in report["rows"] if r["fate"] == "unknown"]
+    project = config.load_or_raise(tmp_path / "ws")
+    assert project.model.model_flavour == "krea"  # from the FLUX.1-Krea-dev path
+    assert project.training.learning_rate == 8e-5 and project.lora.lora_rank == 8
+    assert project.training.use_ema is True and project.training.ema_decay == 0.999
+    assert project.validation.validation_steps == 75
+    hub, reg = project.datasets
+    assert (hub.type, hub.dataset_name, hub.caption_column) == ("huggingface", "someone/pokemon-captions", "text")
+    assert hub.caption_strategy == "huggingface" and hub.instance_data_dir is None
+    assert reg.is_regularisation_data is True and reg.maximum_image_size == 512
+    assert reg.cache_dir_vae == "cache/vae/flux/reg"
+    assert project.text_embeds.write_batch_size == 128

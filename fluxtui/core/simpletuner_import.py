@@ -571,8 +571,10 @@ def write(p: Plan, dest: Path, *, force: bool = False) -> Path:
         for i, ds in enumerate(p.datasets):
             ds = {k: _relative(dest, v) if k == "instance_data_dir" else v for k, v in ds.items()}
             if i == 0:
-                if ds.get("type") == "huggingface" or "instance_data_dir" not in ds:
-                    del first["instance_data_dir"]
+                for key in ("instance_data_dir", "caption_strategy"):
+                    # the template's values are a local folder's; a hub dataset has its own defaults
+                    if key not in ds and (key == "instance_data_dir" or ds.get("type") == "huggingface"):
+                        del first[key]
                 for k, v in ds.items():
                     first[k] = v
             else:
