@@ -277,8 +277,11 @@ def _unknown(
     bare = key.removeprefix("--")
     elsewhere = _section_of_key(bare)
     if elsewhere and elsewhere != section:  # a real option in the wrong table beats a near name
+        table = "each [[datasets]] table" if elsewhere == "datasets" else f"[{elsewhere}]"
         if bare != key:
-            return message, f"write it as `{bare}` under [{elsewhere}] (fluxtui keys have no `--`)"
+            return message, f"write it as `{bare}` under {table} (fluxtui keys have no `--`)"
+        if elsewhere == "datasets":  # SimpleTuner's global dataset defaults
+            return message, "move it into each [[datasets]] table (a dataset option here)"
         return message, f"move it under [{elsewhere}]"
     if elsewhere and bare != key:
         return message, f"write it as `{bare}` (fluxtui keys have no `--`)"
