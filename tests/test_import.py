@@ -113,6 +113,10 @@ def test_key_fates_of_the_flux_lora_example(tmp_path):
     assert rows["multidatabackend.json[1].dataset_type"]["fate"] == "dropped"
     project = config.load_or_raise(ws)
     assert project.training.checkpointing_steps == 25
+    # values sit in the template, under their own help comments
+    lines = (ws / "project.toml").read_text().splitlines()
+    at = lines.index("learning_rate = 0.0001")
+    assert lines[at - 1].startswith("# ") and "[training]" in lines[:at]
     assert project.validation.validation_steps == 50
     assert project.validation.validation_resolution == ["1024x1024", "1280x768"]  # a comma list
     assert project.project.name == "teddy-bear"  # tracker_run_name
@@ -256,6 +260,7 @@ def test_import_prints_the_table_and_the_validate_result(tmp_path):
     out = result.stdout
     assert "SimpleTuner keys from config.json" in out
     assert "num_eval_images" in out and "unsupported" in out
+    assert "became [[datasets]]" in out  # markup-looking text printed as is
     assert "validate" in out and ("ready to train" in out or "not ready" in out)
 
 
@@ -271,7 +276,7 @@ def _resolved(ws: Path) -> dict:
     return data
 
 
-@pytest.mark.parametrize("name", ["flux-lora", "flux-lycoris", "env"])
+@pytest.mark.parametrize("name", ["flux-lora", "flux-lycoris", "env", "example", "toml-hf"])
 def test_round_trip_import_export_import(name, tmp_path):
     src = _stage(name, tmp_path)
     first, again, out = tmp_path / "first", tmp_path / "again", tmp_path / "st-export"

@@ -63,6 +63,7 @@ def main(args) -> int:
 
 def _print_table(plan: si.Plan) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"SimpleTuner keys from {plan.source.name}", show_lines=False)
@@ -72,6 +73,13 @@ def _print_table(plan: si.Plan) -> None:
         value = "" if r.value is None else json.dumps(r.value, default=str)
         if len(value) > 60:
             value = value[:57] + "..."
-        table.add_row(r.source, f"[{_STYLE[r.fate]}]{r.fate}[/]", r.target or "", value, r.note)
+        cells = (
+            escape(r.source),
+            f"[{_STYLE[r.fate]}]{r.fate}[/]",
+            escape(r.target or ""),
+            escape(value),
+            escape(r.note),
+        )
+        table.add_row(*cells)
     width = None if sys.stdout.isatty() else 160  # piped: wide enough for one line a key
     Console(file=sys.stdout, width=width).print(table)
