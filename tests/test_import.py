@@ -81,6 +81,14 @@ def test_each_example_imports_with_every_key_explained_and_validates(name, tmp_p
         assert row["fate"] in ("set", "converted", "dropped", "unsupported")
         if row["fate"] in ("dropped", "unsupported"):
             assert row["note"], row  # never without a reason
+    sources = [r["source"] for r in report["rows"]]
+    assert len(sources) == len(set(sources))  # exactly one fate per key
+    cfg = src / "config" / "config.json"
+    if cfg.is_file():  # every key of the file has its row
+        assert set(json.loads(cfg.read_text().replace(",\n}", "\n}"))) <= set(sources)
+    for backend in (src / "config").glob("multidatabackend.json"):
+        for i, entry in enumerate(json.loads(backend.read_text())):
+            assert {f"multidatabackend.json[{i}].{k}" for k in entry} <= set(sources)
     text = (ws / "project.toml").read_text()
     assert text.startswith("# Imported from SimpleTuner: ")
     assert "Every option is listed with its default" in text  # the commented template, values in place
@@ -310,3 +318,16 @@ def test_config_toml_with_a_huggingface_dataset(tmp_path):
     assert reg.is_regularisation_data is True and reg.maximum_image_size == 512
     assert reg.cache_dir_vae == "cache/vae/flux/reg"
     assert project.text_embeds.write_batch_size == 128
+
+
+def test_export_of_a_demo_workspace_says_what_simpletuner_lacks(demo_workspace, tmp_path):
+    config.set_values(demo_workspace / "project.toml", {"hardware.gpu_ids": [0], "validation.prompts.cat": "a cat"})
+    result = run_cli("export-simpletuner", str(demo_workspace), str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["left_out"] == {"hardware.gpu_ids": "SimpleTuner has no such option"}
+    assert "tiny-random" in report["notes"]["model.model_flavour"]
+    assert json.loads((tmp_path / "out" / "user_prompt_library.json").read_text()) == {"cat": "a cat"}
+    backends = json.loads((tmp_path / "out" / "multidatabackend.json").read_text())
+    assert backends[0]["instance_data_dir"] == str((demo_workspace / "datasets" / "shapes").resolve())
+    assert backends[-1]["dataset_type"] == "text_embeds"

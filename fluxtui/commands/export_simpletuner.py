@@ -23,11 +23,17 @@ def main(args) -> int:
     except OSError as e:
         return fail(f"cannot write {args.out}: {e.strerror or e}", 1)
     if args.json:
-        print(json.dumps({"files": [str(f) for f in result.files], "left_out": result.left_out}, indent=2))
+        print(
+            json.dumps(
+                {"files": [str(f) for f in result.files], "left_out": result.left_out, "notes": result.notes}, indent=2
+            )
+        )
         return 0
     for f in result.files:
         print(f"{paint('wrote', 'green')} {f}")
     for dotted, why in result.left_out.items():
         print(f"{paint('left out', 'yellow')} {dotted}: {why}")
+    for dotted, why in result.notes.items():
+        print(f"{paint('note', 'yellow')} {dotted}: {why}")
     print(f"  run it there:  simpletuner train --config {Path(args.out).resolve() / 'config.json'}  (or train.sh)")
     return 0

@@ -39,6 +39,7 @@ class ExportProblem(Exception):
 class Export:
     files: list[Path] = field(default_factory=list)
     left_out: dict[str, str] = field(default_factory=dict)  # dotted -> why
+    notes: dict[str, str] = field(default_factory=dict)  # written, but SimpleTuner will object
 
 
 def export(project: Project, out: Path, *, force: bool = False) -> Export:
@@ -62,6 +63,8 @@ def export(project: Project, out: Path, *, force: bool = False) -> Export:
         if opt.key == "validation_resolution":
             value = ",".join(value)
         config[_EXPORT_NAMES.get(opt.dotted, opt.key)] = value
+    if project.model.model_flavour == "tiny-random":
+        result.notes["model.model_flavour"] = "tiny-random is fluxtui's test model; SimpleTuner has no such flavour"
     if project.lora.lora_type == "lycoris":
         lycoris = {
             "algo": "lokr",
