@@ -500,12 +500,13 @@ def _expand(value: Any) -> Any:
 
 
 def _guess_flavour(p: Plan) -> None:
-    """SimpleTuner picks the model by its path; fluxtui by model_flavour: a known repo names it."""
+    """Without model_flavour both trainers default to krea; a known repo path names the flavour
+    (fluxtui's flavour also sets guidance, schedule and masking defaults)."""
     if "model.model_flavour" in p.settings:
         return
     repo = p.settings.get("model.pretrained_model_name_or_path")
     for flavour, hub in FLAVOURS.items():
-        if hub and repo == hub:
+        if hub and isinstance(repo, str) and repo.lower() == hub.lower():  # hub ids ignore case
             p.settings["model.model_flavour"] = flavour
             return
 
