@@ -79,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    p = sub.add_parser("import", help="make a workspace from a SimpleTuner config (folder or file)")
+    p.add_argument("source", type=Path, help="SimpleTuner folder, or its config.json / config.toml / config.env")
+    p.add_argument("workspace", nargs="?", type=Path, help="workspace to create (default: named after the config)")
+    p.add_argument("--force", action="store_true", help="replace an existing project.toml (kept as .before-import)")
+    p.add_argument("--copy-datasets", action="store_true", help="copy the image folders into the workspace")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("export-simpletuner", help="write a SimpleTuner config.json + multidatabackend.json")
+    p.add_argument("workspace", type=Path, help="workspace folder")
+    p.add_argument("out", type=Path, help="folder to write the SimpleTuner files into")
+    p.add_argument("--force", action="store_true", help="replace files already in OUT")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
     p = sub.add_parser("tui", help="open the terminal UI")
     _workspace_arg(p)
 
@@ -87,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     return parser
+
+
+# Commands whose module name differs (`import` is a Python keyword).
+_MODULES = {"import": "import_", "export-simpletuner": "export_simpletuner"}
 
 
 def _command_names(parser: argparse.ArgumentParser) -> set[str]:
@@ -115,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command or "tui"
     if args.command is None:
         args.workspace = Path(".")
-    module = importlib.import_module(f"fluxtui.commands.{command}")
+    module = importlib.import_module(f"fluxtui.commands.{_MODULES.get(command, command)}")
     try:
         return int(module.main(args) or 0)
     except KeyboardInterrupt:

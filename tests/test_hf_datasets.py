@@ -169,6 +169,15 @@ def test_a_wrong_column_is_one_clear_problem(demo):
     assert 'fix: set image_column = "image"' in result.stdout
 
 
+def test_a_revision_on_a_local_folder_is_a_warning_not_silence(demo):
+    save_dataset(demo / "hf-shapes", [_png(64, 64, "red")] * 4, ["red"] * 4)
+    use_dataset(demo, HF_TABLE + 'revision = "v2"\n')
+    result = validate(demo)
+    assert result.returncode == 0, result.stdout
+    (line,) = [ln for ln in result.stdout.splitlines() if "datasets[0].revision" in ln]
+    assert "revision 'v2' is ignored" in line and "local folder" in line and "fix: remove revision" in line
+
+
 def test_simpletuners_huggingface_sub_table_is_read(demo):
     save_dataset(demo / "hf-shapes", [_png(64, 64, "red")] * 4, ["red"] * 4)
     use_dataset(
@@ -249,9 +258,33 @@ def test_tiny_random_trains_on_a_saved_dataset(tmp_path, tmp_path_factory):
         {"training.max_train_steps": 6, "training.checkpointing_steps": 0, "validation.validation_steps": 0},
         tiny_root=tmp_path_factory.getbasetemp() / "tiny-models",
     )
+    # SimpleTuner's column and split keys, none at its default: a DatasetDict whose training
+    # rows are in "validation", with its own image, caption and size column names
+    from PIL import Image
+
     images, captions = demo_rows(ws)
-    save_dataset(ws / "hf-shapes", images, captions)
-    use_dataset(ws, HF_TABLE)
+    dims = [Image.open(io.BytesIO(b)).size for b in images]
+    features = hf.Features(
+        {"picture": hf.Image(), "prompt": hf.Value("string"), "w": hf.Value("int32"), "h": hf.Value("int32")}
+    )
+    rows = {
+        "picture": [{"bytes": b, "path": None} for b in images],
+        "prompt": captions,
+        "w": [d[0] for d in dims],
+        "h": [d[1] for d in dims],
+    }
+    first = {k: v[:1] for k, v in rows.items()}
+    hf.DatasetDict(
+        {
+            "train": hf.Dataset.from_dict(first, features=features),
+            "validation": hf.Dataset.from_dict(rows, features=features),
+        }
+    ).save_to_disk(str(ws / "hf-shapes"))
+    use_dataset(
+        ws,
+        HF_TABLE.replace('caption_column = "text"', 'caption_column = "prompt"')
+        + 'split = "validation"\nimage_column = "picture"\nwidth_column = "w"\nheight_column = "h"\n',
+    )
     proc = run_trainer(ws, "hf")
     assert proc.returncode == 0, proc.stdout[-3000:]
     evs = events(ws, "hf")

@@ -37,6 +37,7 @@ def loaded_after(code: str) -> set[str]:
             (*HEAVY, *HF_DATASETS, "textual"),
         ),
         ("import fluxtui.core.datasets, fluxtui.core.hf_datasets", (*HEAVY, *HF_DATASETS, "textual")),
+        ("import fluxtui.commands.import_, fluxtui.commands.export_simpletuner", (*HEAVY, *HF_DATASETS, "textual")),
     ],
 )
 def test_light_modules(code, forbidden):

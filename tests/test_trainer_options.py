@@ -12,7 +12,15 @@ import re
 from pathlib import Path
 
 import pytest
-from trainer_support import check_well_formed, end_event, events, make_workspace, run_trainer, steps
+from trainer_support import (
+    check_well_formed,
+    end_event,
+    events,
+    make_assistant_lora,
+    make_workspace,
+    run_trainer,
+    steps,
+)
 
 from fluxtui.core.schema import OPTIONS
 
@@ -152,6 +160,31 @@ EXERCISED = {
         ["datasets.dataset_type", "datasets.conditioning_data", "datasets.conditioning_type"],
         "test_kontext",
     ),
+    # test_hf_datasets.py: a DatasetDict with its own split, image, caption and size columns
+    **dict.fromkeys(
+        [
+            "datasets.dataset_name",
+            "datasets.split",
+            "datasets.image_column",
+            "datasets.caption_column",
+            "datasets.width_column",
+            "datasets.height_column",
+        ],
+        "test_tiny_random_trains_on_a_saved_dataset",
+    ),
+    # test_lycoris_config.py (a real run with a module_algo_map factor)
+    "lora.lycoris_config": "test_lycoris_config",
+    # test_assistant_lora.py (a real run, and the adapter stack in the tiny transformer)
+    **dict.fromkeys(
+        [
+            "lora.assistant_lora_path",
+            "lora.assistant_lora_weight_name",
+            "lora.assistant_lora_strength",
+            "lora.assistant_lora_inference_strength",
+            "lora.disable_assistant_lora",
+        ],
+        "test_assistant_lora",
+    ),
     # test_ema.py
     **dict.fromkeys(
         [
@@ -174,6 +207,8 @@ SKIPPED = {
     "hardware.num_machines": "several machines; launcher wiring is tested in test_launch.py",
     "hardware.machine_rank": "several machines; launcher wiring is tested in test_launch.py",
     "hardware.main_process_ip": "several machines; launcher wiring is tested in test_launch.py",
+    "datasets.revision": "picks a branch, tag or commit of a hub dataset and the hub is unreachable here; "
+    "a local folder ignores it and validate warns (test_hf_datasets.py)",
     "hardware.accelerate_config": "DeepSpeed/FSDP configs need GPUs; launcher wiring is tested in test_launch.py",
 }
 
@@ -424,6 +459,9 @@ def test_options_b(tmp_path, tiny_root):
         + '\n[[datasets]]\nid = "subject"\ninstance_data_dir = "datasets/shapes"\nresolution = 64\n'
         'resolution_type = "pixel"\nprobability = 1e-9\n'
     )
+    # schnell stacks an assistant LoRA; offline, the hub default cannot come: a local one, on int8
+    make_assistant_lora(ws / tiny / "transformer", ws / "helper", std=0.01)
+    config.set_values(ws / "project.toml", {"lora.assistant_lora_path": "helper/pytorch_lora_weights.safetensors"})
     _init_lora_file(ws, ws / "init")
     config.set_values(ws / "project.toml", {"lora.init_lora": "init/pytorch_lora_weights.safetensors"})
     # group offload and model CPU offload exclude each other: the first run is refused whole
@@ -435,6 +473,7 @@ def test_options_b(tmp_path, tiny_root):
 
     proc = run_trainer(ws, "b1")
     assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "assistant LoRA loaded from" in proc.stdout
     evs = events(ws, "b1")
     check_well_formed(evs, "b1")
     losses = steps(evs)

@@ -142,3 +142,23 @@ def end_event(evs: list[dict]) -> dict:
     ends = [e for e in evs if e["type"] == "run.end"]
     assert ends, "no run.end"
     return ends[-1]
+
+
+def make_assistant_lora(transformer_dir: Path, dest: Path, *, std: float = 0.05, rank: int = 4) -> Path:
+    """A diffusers-format LoRA for the tiny transformer (attention layers, random A and B), as
+    an assistant LoRA file would be; returns the .safetensors path."""
+    import torch
+    from diffusers import FluxTransformer2DModel
+    from diffusers.loaders import FluxLoraLoaderMixin
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    t = FluxTransformer2DModel.from_pretrained(transformer_dir)
+    t.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    gen = torch.Generator().manual_seed(1234)
+    with torch.no_grad():
+        for name, p in t.named_parameters():
+            if ".lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+    FluxLoraLoaderMixin.save_lora_weights(dest, transformer_lora_layers=get_peft_model_state_dict(t))
+    return Path(dest) / "pytorch_lora_weights.safetensors"

@@ -6,7 +6,6 @@ edited value survives byte for byte, and every write is a temp file renamed into
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -145,12 +144,8 @@ def _check(doc: dict, text: str, path: Path) -> tuple[Project | None, list[Probl
     known_tables = set(table_sections()) | {"datasets"}
     for top, value in doc.items():
         if top not in known_tables:
-            hint = _did_you_mean(top, known_tables | _all_keys())
-            where = _section_of_key(top)
-            fix = f"did you mean `{hint}`?" if hint else "remove it"
-            if where:
-                fix = f"move it under [{where}]"
-            problem(f"unknown section or key `{top}`", top, fix)
+            msg, fix = _unknown(top, f"unknown section or key `{top}`", known_tables | _all_keys(), "remove it")
+            problem(msg, top, fix)
         elif top != "datasets" and not isinstance(value, dict):
             problem(f"`{top}` must be a table ([{top}])", top)
 
@@ -163,15 +158,14 @@ def _check(doc: dict, text: str, path: Path) -> tuple[Project | None, list[Probl
         known = {o.key: o for o in options_in(sec)}
         for key in raw:
             if key not in known:
-                hint = _did_you_mean(key, set(known))
-                elsewhere = _section_of_key(key)
-                if elsewhere and elsewhere != sec:  # a real option in the wrong table beats a near name
-                    fix = f"move it under [{elsewhere}]"
-                elif hint:
-                    fix = f"did you mean `{hint}`?"
-                else:
-                    fix = "remove it; `fluxtui validate` lists every option in docs/options.md"
-                problem(f"unknown option `{key}` in [{sec}]", f"{sec}.{key}", fix)
+                msg, fix = _unknown(
+                    key,
+                    f"unknown option `{key}` in [{sec}]",
+                    set(known),
+                    "remove it; `fluxtui validate` lists every option in docs/options.md",
+                    section=sec,
+                )
+                problem(msg, f"{sec}.{key}", fix)
         for opt in known.values():
             if opt.key in raw:
                 explicit.add(opt.dotted)
@@ -200,9 +194,10 @@ def _check(doc: dict, text: str, path: Path) -> tuple[Project | None, list[Probl
         raw = _merge_huggingface_table(raw, prefix, problem)
         for key in raw:
             if key not in ds_opts:
-                hint = _did_you_mean(key, set(ds_opts))
-                fix = f"did you mean `{hint}`?" if hint else "remove it"
-                problem(f"unknown dataset option `{key}`", f"{prefix}.{key}", fix)
+                msg, fix = _unknown(
+                    key, f"unknown dataset option `{key}`", set(ds_opts), "remove it", section="datasets"
+                )
+                problem(msg, f"{prefix}.{key}", fix)
         ds_type = raw.get("type", "local") if raw.get("type") in DATASET_TYPES else "local"
         for opt in ds_opts.values():
             dotted = f"{prefix}.{opt.key}"
@@ -282,9 +277,76 @@ def _section_of_key(key: str) -> str | None:
     return None
 
 
+def _unknown(
+    key: str, message: str, candidates: set[str], otherwise: str, *, section: str | None = None
+) -> tuple[str, str]:
+    """(message, fix) for a key that is not an option where it is written: a real option in
+    the wrong table says where it goes; a SimpleTuner key says what fluxtui makes of it; else
+    a near name, else `otherwise`."""
+    bare = key.removeprefix("--")
+    elsewhere = _section_of_key(bare)
+    if elsewhere and elsewhere != section:  # a real option in the wrong table beats a near name
+        table = "each [[datasets]] table" if elsewhere == "datasets" else f"[{elsewhere}]"
+        if bare != key:
+            return message, f"write it as `{bare}` under {table} (fluxtui keys have no `--`)"
+        if elsewhere == "datasets":  # SimpleTuner's global dataset defaults
+            return message, "move it into each [[datasets]] table (a dataset option here)"
+        return message, f"move it under [{elsewhere}]"
+    if elsewhere and bare != key:
+        return message, f"write it as `{bare}` (fluxtui keys have no `--`)"
+    from .simpletuner_names import explain
+
+    known = explain(bare) if section != "datasets" else explain_dataset(bare)
+    if known is not None:
+        if known.startswith("not supported by fluxtui"):
+            return f"`{key}`: {known}", "remove it"
+        return known, "rename it" if " in fluxtui it is " in known else "remove it"
+    hint = _did_you_mean(key, candidates)
+    return message, f"did you mean `{hint}`?" if hint else otherwise
+
+
+def explain_dataset(key: str) -> str | None:
+    from .simpletuner_names import DATASET_KEYS, explain
+
+    name = DATASET_KEYS.get(key)
+    if name is None:
+        return explain(key)
+    if name.target is not None and name.target != f"datasets.{key}":
+        return f"`{key}` is SimpleTuner's name: in fluxtui it is {name.place()}"
+    if name.unsupported and name.dropped_if is None:
+        return f"not supported by fluxtui: {name.unsupported}"
+    if name.dropped:
+        return f"`{key}` is a SimpleTuner option fluxtui does not need: {name.dropped}"
+    return None
+
+
 def _did_you_mean(word: str, candidates: set[str]) -> str | None:
-    match = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
-    return match[0] if match else None
+    """The nearest candidate within a small edit distance (1 for short words, else 2): a
+    far-fetched guess (data_backend_config -> tread_config) is worse than none."""
+    limit = 1 if len(word) <= 5 else 2
+    best: tuple[int, str] | None = None
+    for c in sorted(candidates):
+        if abs(len(c) - len(word)) > limit:
+            continue
+        d = edit_distance(word.lower(), c.lower())
+        if d <= limit and (best is None or d < best[0]):
+            best = (d, c)
+    return best[1] if best else None
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Damerau-Levenshtein distance (optimal string alignment: a swap of neighbours is one edit)."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cost = ca != cb
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
 
 
 # -- value checks -------------------------------------------------------------------------

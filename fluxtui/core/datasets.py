@@ -623,6 +623,17 @@ def _row_problems(project: Project, report: DatasetReport, found: int) -> list[P
     ds = project.datasets[report.index]
     key = f"datasets[{report.index}]"
     out = []
+    if ds.revision and not report.source.startswith("hub:"):
+        out.append(
+            problem_at(
+                project,
+                f"dataset `{ds.id}`: revision {ds.revision!r} is ignored: it picks a branch, tag or commit of a hub "
+                f"dataset, and {report.source} is a local folder",
+                f"{key}.revision",
+                severity="warning",
+                fix="remove revision, or set dataset_name to the hub id",
+            )
+        )
     if found == 0:
         out.append(
             problem_at(

@@ -295,11 +295,67 @@ OPTIONS: tuple[Option, ...] = (
     ),
     _o(
         "lora",
+        "lycoris_config",
+        "path",
+        None,
+        "lora_type = lycoris: a LyCORIS JSON file as SimpleTuner reads it (algo, linear_dim, "
+        "linear_alpha, factor, apply_preset...; relative to the workspace). Without it: LoKr with "
+        "lokr_factor on flux_lora_target's layers.",
+        example="lycoris_config.json",
+    ),
+    _o(
+        "lora",
         "init_lora",
         "path",
         None,
         "Start from this LoRA file (.safetensors) instead of a fresh adapter.",
         example="outputs/previous/lora/pytorch_lora_weights.safetensors",
+    ),
+    _o(
+        "lora",
+        "assistant_lora_path",
+        "str",
+        None,
+        "A frozen LoRA under the trained one while training: hub id, .safetensors file or folder. "
+        "Unset: the flavour's (schnell: ostris/FLUX.1-schnell-training-adapter, which undoes the "
+        'step distillation; others: none); "" turns it off. Never saved with the LoRA.',
+        example="ostris/FLUX.1-schnell-training-adapter",
+    ),
+    _o(
+        "lora",
+        "assistant_lora_weight_name",
+        "str",
+        None,
+        "The file inside the assistant_lora_path repo or folder; empty means "
+        "pytorch_lora_weights.safetensors, else its only .safetensors file.",
+        example="pytorch_lora_weights.safetensors",
+    ),
+    _o(
+        "lora",
+        "assistant_lora_strength",
+        "float",
+        1.0,
+        "Scale of the assistant LoRA while training; 0 leaves it out of the training steps.",
+        min=0.0,
+        max=10.0,
+    ),
+    _o(
+        "lora",
+        "assistant_lora_inference_strength",
+        "float",
+        0.0,
+        "Scale of the assistant LoRA in the validation images; 0 (SimpleTuner's default) renders "
+        "without it, as the finished LoRA will be used.",
+        min=0.0,
+        max=10.0,
+        resume_safe=True,
+    ),
+    _o(
+        "lora",
+        "disable_assistant_lora",
+        "bool",
+        False,
+        "Train without any assistant LoRA, even on schnell.",
     ),
     _o(
         "lora",

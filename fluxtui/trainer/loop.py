@@ -143,7 +143,7 @@ def _train(
     models.load_transformer(m, project, device=device, log=tel.log)
     tel.stage("load_models", 1, 1, resident=models.resident(m))
     transformer = m.transformer
-    params = lora.add_lora(transformer, project)
+    params = lora.add_lora(transformer, project, log=tel.log)
     tel.log(f"LoRA: {sum(p.numel() for p in params):,} trainable parameters ({project.lora.flux_lora_target})")
     averaged = ema.EMA.from_project(project, params, device)  # None without use_ema
     # Kontext renders edits of the first references; other flavours the validation prompts.

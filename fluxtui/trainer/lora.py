@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from . import assistant
 from .models import ModelLoadError
 from .quantise import is_quantised
 
@@ -86,8 +87,9 @@ def target_modules(names: list[str], preset: str) -> list[str]:
 _INIT = {"default": True, "gaussian": "gaussian", "loftq": "loftq", "olora": "olora", "pissa": "pissa"}
 
 
-def add_lora(transformer: Any, project: Any) -> list[torch.nn.Parameter]:
-    """Freeze ``transformer``, add the configured adapter, return its trainable parameters."""
+def add_lora(transformer: Any, project: Any, *, log: Any = print) -> list[torch.nn.Parameter]:
+    """Freeze ``transformer``, add the configured adapter (and the frozen assistant LoRA when the
+    run has one, see assistant.py), return the trainable parameters."""
     lc = project.lora
     transformer.requires_grad_(False)
     names = [name for name, _ in transformer.named_modules()]
@@ -105,6 +107,8 @@ def add_lora(transformer: Any, project: Any) -> list[torch.nn.Parameter]:
         params = _add_peft(transformer, project, targets)
     if lc.init_lora:
         load_lora_file(transformer, project.resolve(lc.init_lora), key="lora.init_lora")
+    # After the trained adapter: LyCORIS hooks plain Linear layers, which peft then wraps.
+    assistant.load(transformer, project, log=log)
     return params
 
 
@@ -180,7 +184,7 @@ def _downcast_targets(transformer: Any, targets: list[str]) -> None:
 
 
 def _adapter_params(transformer: Any) -> list[torch.nn.Parameter]:
-    return [p for n, p in transformer.named_parameters() if ".lora_" in n]
+    return [p for n, p in transformer.named_parameters() if ".lora_" in n and f".{ADAPTER}." in n]
 
 
 def _raw_adapter_state(transformer: Any) -> dict[str, torch.Tensor]:
@@ -193,7 +197,10 @@ def _raw_adapter_state(transformer: Any) -> dict[str, torch.Tensor]:
 
 
 def _add_lokr(transformer: Any, project: Any, targets: list[str]) -> list[torch.nn.Parameter]:
-    """LoKr (lycoris-lora) on exactly the preset's layers; quantised layers run in bypass mode."""
+    """LyCORIS on the transformer: the lycoris_config file as SimpleTuner hands it to lycoris
+    (multiplier, linear_dim, linear_alpha, apply_preset, the rest create_lycoris' keywords), or
+    without one LoKr (lokr_factor, lora_rank, lora_alpha) on exactly the preset's layers.
+    Quantised layers run in bypass mode."""
     import re
 
     from lycoris import LycorisNetwork, create_lycoris
@@ -202,31 +209,50 @@ def _add_lokr(transformer: Any, project: Any, targets: list[str]) -> list[torch.
     if lc.init_lora:
         raise LoraError("`lora.init_lora` works with lora_type = standard only.", "lora.init_lora")
     # The preset lives on lycoris' class: set all of it every time so nothing leaks between calls.
-    LycorisNetwork.apply_preset(
-        {
-            "target_module": [],
-            "target_name": [re.escape(name) + "$" for name in targets],
-            "module_algo_map": {},
-            "name_algo_map": {},
-            "use_fnmatch": False,
-            "exclude_name": [],
-            "lora_prefix": "lycoris",
-        }
-    )
+    preset: dict[str, Any] = {
+        "target_module": [],
+        "target_name": [re.escape(name) + "$" for name in targets],
+        "module_algo_map": {},
+        "name_algo_map": {},
+        "use_fnmatch": False,
+        "exclude_name": [],
+        "lora_prefix": "lycoris",
+    }
+    kwargs: dict[str, Any] = {
+        "multiplier": 1.0,
+        "linear_dim": lc.lora_rank,
+        "linear_alpha": _alpha(lc),
+        "algo": "lokr",
+        "factor": lc.lokr_factor,
+        "dropout": lc.lora_dropout,
+    }
+    if lc.lycoris_config:
+        from fluxtui.core import lycoris_config
+
+        cfg = dict(lycoris_config.read(project.resolve(lc.lycoris_config)))  # checked by core.rules
+        user_preset = cfg.pop("apply_preset", None)
+        if user_preset:
+            preset = {**preset, "target_name": [], **user_preset}
+        kwargs = cfg
+    LycorisNetwork.apply_preset(preset)
     device = next(transformer.parameters()).device
     with _quiet_lycoris():
         network = create_lycoris(
             transformer,
-            multiplier=1.0,
-            linear_dim=lc.lora_rank,
-            linear_alpha=_alpha(lc),
-            algo="lokr",
-            factor=lc.lokr_factor,
-            dropout=lc.lora_dropout,
+            kwargs.pop("multiplier", 1.0),
+            kwargs.pop("linear_dim"),
+            kwargs.pop("linear_alpha"),
             preset="full",  # the default preset; apply_preset above already set the targets
             warn_on_unmatched=False,
+            **kwargs,
         )
         network.apply_to()
+    if not network.loras:
+        raise LoraError(
+            f"`lora.lycoris_config` ({lc.lycoris_config}) matches no layer of this transformer: check "
+            "apply_preset's target_module / target_name (module classes: FluxAttention, FeedForward, Linear).",
+            "lora.lycoris_config",
+        )
     network.to(device=device, dtype=torch.float32)
     params = [p for p in network.parameters()]
     for p in params:
@@ -407,10 +433,12 @@ def set_adapter_enabled(transformer: Any, enabled: bool) -> None:
     original base) and "on" restores the trained values. Switch it back on before backward.
     """
     state = _state(transformer)
+    helper = assistant.loaded(transformer)
+    if helper is not None and not enabled:  # the base's own prediction: the assistant is off too
+        assistant.use(transformer, 0.0)
     if state.kind == "lycoris":
         state.network.set_multiplier(1.0 if enabled else 0.0)
-        return
-    if state.initial is not None:
+    elif state.initial is not None:
         from peft.utils import set_peft_model_state_dict
 
         if not enabled and state.stashed is None:
@@ -419,8 +447,9 @@ def set_adapter_enabled(transformer: Any, enabled: bool) -> None:
         elif enabled and state.stashed is not None:
             set_peft_model_state_dict(transformer, state.stashed, adapter_name=ADAPTER)
             state.stashed = None
-        return
-    if enabled:
+    elif enabled:
         transformer.enable_adapters()
     else:
         transformer.disable_adapters()
+    if helper is not None and enabled:
+        assistant.use(transformer, helper.strength)

@@ -76,6 +76,7 @@ def model_card(project: Any, *, step: int, run_id: str, run_dir: Path, files: li
         f"A Flux.1 LoRA trained with fluxtui for {step} steps (run `{run_id}`)"
         + (f" on [{base}](https://huggingface.co/{base})." if base else "."),
         "",
+        *_assistant_lines(project),
         "## Settings",
         "",
         "| option | value |",
@@ -98,28 +99,8 @@ def model_card(project: Any, *, step: int, run_id: str, run_dir: Path, files: li
     latest = _latest_validation(run_dir)
     if latest:
         lines += ["", f"Latest validation images (in the run folder): {', '.join(latest)}"]
-    kontext = project.model.model_flavour == "kontext"
-    pipeline = "FluxKontextPipeline" if kontext else "FluxPipeline"
+    lines += ["", "## Use", "", *_use_code(project, base)]
     lines += [
-        "",
-        "## Use",
-        "",
-        "```python",
-        "import torch",
-        f"from diffusers import {pipeline}" + ("\nfrom diffusers.utils import load_image" if kontext else ""),
-        "",
-        f'pipe = {pipeline}.from_pretrained("{base or "<base model>"}", torch_dtype=torch.bfloat16)',
-        f'pipe.load_lora_weights("{project.hub.hub_model_id or "path/to/lora"}")',
-        *(
-            [
-                "# Kontext edits a reference image: pass it with the prompt",
-                'image = pipe(prompt="...", image=load_image("reference.png")).images[0]',
-            ]
-            if kontext
-            else []
-        ),
-        "```",
-        "",
         "Files: " + ", ".join(p.name for p in files),
         "",
         "<details><summary>The full config (project.toml as used)</summary>",
@@ -132,6 +113,71 @@ def model_card(project: Any, *, step: int, run_id: str, run_dir: Path, files: li
         "",
     ]
     return "\n".join(front + lines)
+
+
+def _use_code(project: Any, base: str | None) -> list[str]:
+    """Loading code that works for what was trained: diffusers' load_lora_weights for a peft
+    LoRA; lycoris' create_lycoris_from_weights for a LyCORIS network (diffusers cannot read it)."""
+    from .lora import LORA_FILE
+
+    repo = project.hub.hub_model_id
+    kontext = project.model.model_flavour == "kontext"
+    cls = "FluxKontextPipeline" if kontext else "FluxPipeline"
+    imports = [f"from diffusers import {cls}", *(["from diffusers.utils import load_image"] if kontext else [])]
+    pipe = f'pipe = {cls}.from_pretrained("{base or "<base model>"}", torch_dtype=torch.bfloat16)'
+    # Kontext edits a reference image: the call needs it, or it generates text-to-image
+    call = (
+        [
+            "# Kontext edits a reference image: pass it with the prompt",
+            'image = pipe(prompt="...", image=load_image("reference.png")).images[0]',
+        ]
+        if kontext
+        else []
+    )
+    if project.lora.lora_type != "lycoris":
+        return [
+            "```python",
+            "import torch",
+            *imports,
+            "",
+            pipe,
+            f'pipe.load_lora_weights("{repo or "path/to/lora"}")',
+            *call,
+            "```",
+            "",
+        ]
+    where = f'hf_hub_download("{repo}", "{LORA_FILE}")' if repo else f'"path/to/lora/{LORA_FILE}"'
+    return [
+        "A LyCORIS network (`pip install lycoris-lora`): `load_lora_weights` cannot read it, LyCORIS loads it:",
+        "",
+        "```python",
+        "import torch",
+        *imports,
+        *(["from huggingface_hub import hf_hub_download"] if repo else []),
+        "from lycoris import create_lycoris_from_weights",
+        "",
+        pipe,
+        f"lora_file = {where}",
+        "network, _ = create_lycoris_from_weights(1.0, lora_file, pipe.transformer)",
+        "network.merge_to()  # into the transformer's weights; network.apply_to() keeps it separate",
+        *call,
+        "```",
+        "",
+    ]
+
+
+def _assistant_lines(project: Any) -> list[str]:
+    from fluxtui.core import assistant_lora
+
+    a = assistant_lora.resolve(project)
+    if a is None or (a.kind == "hub" and project.model.random_weights):
+        return []
+    return [
+        f"Trained with the assistant LoRA `{a.value}` stacked frozen under it (SimpleTuner's "
+        "`assistant_lora_path`). The assistant is not part of this LoRA: inference is without the "
+        "assistant, load this LoRA alone.",
+        "",
+    ]
 
 
 def _fmt(value: Any) -> str:

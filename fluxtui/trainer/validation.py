@@ -28,6 +28,7 @@ import torch
 
 from fluxtui.core import prompt_library
 
+from . import assistant
 from .guided import GuidedTransformer
 from .quiet import only_transformers_errors
 
@@ -173,7 +174,12 @@ class Validator:
             m.eval()
         try:
             # Sampling must not move the training RNG: a resumed run has to see the same numbers.
-            with torch.random.fork_rng(devices=_cuda_devices(self.device)), torch.no_grad(), autocast():
+            with (
+                torch.random.fork_rng(devices=_cuda_devices(self.device)),
+                torch.no_grad(),
+                autocast(),
+                assistant.for_validation(transformer),  # SimpleTuner's inference strength (0: off)
+            ):
                 for prompt, reference in self._samples():
                     t5, pooled, mask = self._embeds_and_mask(prompt.text)
                     guided.prompt(mask, negative)

@@ -9,7 +9,19 @@ its line in project.toml where the key is written (else the line of its table), 
 from __future__ import annotations
 
 # Each topic module registers its rules (@rule) on import.
-from . import conditioning, datasets, hardware, memory, model, outputs, services, training, validation  # noqa: F401
+from . import (  # noqa: F401
+    assistant,
+    conditioning,
+    datasets,
+    hardware,
+    lycoris,
+    memory,
+    model,
+    outputs,
+    services,
+    training,
+    validation,
+)
 from .base import (
     FLUX_BLOCKS,
     PIP_NAMES,

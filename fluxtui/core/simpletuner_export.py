@@ -1,0 +1,136 @@
+"""Write a fluxtui project as SimpleTuner files (config.json, multidatabackend.json, and the
+lycoris / prompt-library files), so the same project runs there. `fluxtui import` of the
+result gives back the same resolved config (tests/test_import.py checks the round trip).
+
+Paths become absolute (SimpleTuner resolves relative ones from its own working directory),
+except caches: those stay relative, so each trainer writes its own format in its own folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Project, atomic_write_text
+from .schema import OPTIONS, options_in
+from .simpletuner_import import MODEL_FAMILY
+from .simpletuner_names import FLUXTUI_ONLY
+
+# fluxtui option -> the name SimpleTuner's current examples use for it.
+_EXPORT_NAMES = {
+    "training.checkpointing_steps": "checkpoint_step_interval",
+    "project.name": "tracker_run_name",
+}
+_TEXT_EMBEDS_ID = "text-embeds"
+# Caches stay relative: each trainer keeps its own (the formats differ), in its own folder.
+_CACHES = {"cache_dir_vae"}
+# fluxtui-only options that travel in another file (multidatabackend, lycoris, prompt library).
+_EXPORTED_ELSEWHERE = {"text_embeds.cache_dir", "lora.lokr_factor", "validation.prompts"}
+
+
+class ExportProblem(Exception):
+    pass
+
+
+@dataclass
+class Export:
+    files: list[Path] = field(default_factory=list)
+    left_out: dict[str, str] = field(default_factory=dict)  # dotted -> why
+    notes: dict[str, str] = field(default_factory=dict)  # written, but SimpleTuner will object
+
+
+def export(project: Project, out: Path, *, force: bool = False) -> Export:
+    out = Path(out).expanduser().resolve()
+    result = Export()
+    config: dict[str, Any] = {"model_family": MODEL_FAMILY, "model_type": "lora"}
+    config["output_dir"] = str(project.workspace.resolve() / "outputs" / "simpletuner")
+    config["data_backend_config"] = str(out / "multidatabackend.json")
+    for opt in OPTIONS:
+        if opt.section == "datasets":
+            continue
+        value = project.get(opt.dotted)
+        if opt.dotted in FLUXTUI_ONLY:
+            if opt.dotted not in _EXPORTED_ELSEWHERE and value != opt.default and value not in (None, {}, []):
+                result.left_out[opt.dotted] = _why_left_out(opt.dotted)
+            continue
+        if value is None or (opt.kind == "auto_int" and value == "auto"):
+            continue
+        if opt.kind == "path":
+            value = str(project.resolve(value))
+        if opt.key == "validation_resolution":
+            value = ",".join(value)
+        config[_EXPORT_NAMES.get(opt.dotted, opt.key)] = value
+    if project.model.model_flavour == "tiny-random":
+        result.notes["model.model_flavour"] = "tiny-random is fluxtui's test model; SimpleTuner has no such flavour"
+    if project.lora.lora_type == "lycoris":
+        lycoris = {
+            "algo": "lokr",
+            "multiplier": 1.0,
+            "linear_dim": project.lora.lora_rank,
+            "linear_alpha": project.lora.lora_alpha if project.lora.lora_alpha is not None else project.lora.lora_rank,
+            "factor": project.lora.lokr_factor,
+        }
+        for key in ("lora_rank", "lora_alpha"):  # SimpleTuner reads them from the lycoris file
+            config.pop(key, None)
+        config["lycoris_config"] = str(out / "lycoris_config.json")
+        files = {"lycoris_config.json": json.dumps(lycoris, indent=4) + "\n"}
+    else:
+        files = {}
+    prompts = project.validation.prompts
+    if prompts and not project.validation.user_prompt_library:
+        files["user_prompt_library.json"] = json.dumps(prompts, indent=4) + "\n"
+        config["user_prompt_library"] = str(out / "user_prompt_library.json")
+    elif prompts:
+        result.left_out["validation.prompts"] = "SimpleTuner reads one prompt library: user_prompt_library is exported"
+    files["multidatabackend.json"] = json.dumps(_datasets(project), indent=4) + "\n"
+    files["config.json"] = json.dumps(config, indent=4) + "\n"
+    taken = [out / name for name in files if (out / name).exists()]
+    if taken and not force:
+        raise ExportProblem(f"{taken[0]} already exists; add --force to replace the exported files")
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        atomic_write_text(out / name, text)
+        result.files.append(out / name)
+    library = project.validation.user_prompt_library
+    if library:  # SimpleTuner reads the same file where it is; a copy travels with the export
+        src = project.resolve(library)
+        if src.is_file():
+            shutil.copyfile(src, out / "user_prompt_library.json")
+            config["user_prompt_library"] = str(out / "user_prompt_library.json")
+            atomic_write_text(out / "config.json", json.dumps(config, indent=4) + "\n")
+            result.files.append(out / "user_prompt_library.json")
+    return result
+
+
+def _datasets(project: Project) -> list[dict[str, Any]]:
+    entries = []
+    for ds in project.datasets:
+        entry: dict[str, Any] = {}
+        for opt in options_in("datasets"):
+            value = getattr(ds, opt.key)
+            if value is None or value == []:
+                continue
+            if opt.kind == "path" and opt.key not in _CACHES:
+                value = str(project.resolve(value))
+            entry[opt.key] = value
+        for key in ("dataset_type", "conditioning_data"):  # kontext pairing (when the schema has them)
+            if getattr(ds, key, None) is not None:
+                entry[key] = getattr(ds, key)
+        entries.append(entry)
+    entries.append(
+        {
+            "id": _TEXT_EMBEDS_ID,
+            "type": "local",
+            "dataset_type": "text_embeds",
+            "default": True,
+            "cache_dir": project.text_embeds.cache_dir,
+        }
+    )
+    return entries
+
+
+def _why_left_out(dotted: str) -> str:
+    return "SimpleTuner has no such option"
