@@ -361,7 +361,8 @@ def _plan_lycoris(p: Plan, label: str, value: Any) -> None:
             row.fate = "converted"
             row.note = "SimpleTuner's Flux attention class Attention is diffusers' FluxAttention here"
         p.rows.append(row)
-    same = found is not None and kept == data and not renamed
+    # A file SimpleTuner's loose JSON reading accepts (trailing commas) is written out clean.
+    same = found is not None and kept == data and not renamed and _strict_json(found)
     p.lycoris = found.read_bytes() if same else (json.dumps(kept, indent=4) + "\n").encode()
     p.settings["lora.lycoris_config"] = LYCORIS_FILE
     row = _row_for(p, label)
@@ -422,6 +423,14 @@ def _short_form(p: Plan, data: dict[str, Any]) -> bool:
 
 # lycoris requires these two; they stand in while one other key is checked on its own.
 _REQUIRED_STAND_INS = {"linear_dim": 1, "linear_alpha": 1}
+
+
+def _strict_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return True
 
 
 def _plan_datasets(p: Plan, label: str, value: Any, defaults: dict, copy_datasets: bool) -> None:
