@@ -453,3 +453,23 @@ def test_export_of_a_demo_workspace_says_what_simpletuner_lacks(demo_workspace, 
     backends = json.loads((tmp_path / "out" / "multidatabackend.json").read_text())
     assert backends[0]["instance_data_dir"] == str((demo_workspace / "datasets" / "shapes").resolve())
     assert backends[-1]["dataset_type"] == "text_embeds"
+
+
+def test_export_of_lycoris_config_without_lora_type_lycoris_leaves_it_out(demo_workspace, tmp_path):
+    (demo_workspace / "lyco.json").write_text(json.dumps(LYCO))
+    config.set_values(demo_workspace / "project.toml", {"lora.lycoris_config": "lyco.json"})
+    result = run_cli("export-simpletuner", str(demo_workspace), str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "lycoris" in json.loads(result.stdout)["left_out"]["lora.lycoris_config"]
+    exported = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert "lycoris_config" not in exported and not (tmp_path / "out" / "lycoris_config.json").exists()
+
+
+def test_export_with_a_missing_lycoris_config_names_it(demo_workspace, tmp_path):
+    config.set_values(
+        demo_workspace / "project.toml", {"lora.lora_type": "lycoris", "lora.lycoris_config": "gone.json"}
+    )
+    result = run_cli("export-simpletuner", str(demo_workspace), str(tmp_path / "out"))
+    assert result.returncode == 2 and "lora.lycoris_config" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "out").exists()
