@@ -143,11 +143,87 @@ def test_global_defaults_go_into_each_dataset_that_does_not_set_its_own(tmp_path
     assert wide.crop_style == "random"  # the global value where the dataset is silent
     rows = {r["source"]: r for r in report["rows"]}
     assert "each dataset" in rows["resolution"]["note"]
-    # lycoris_config.json: LoKr factor and dims read, the rest refused with the reason
-    assert project.lora.lora_type == "lycoris" and project.lora.lokr_factor == 12
-    assert rows["lycoris_config.full_matrix"]["fate"] == "unsupported"
-    assert rows["lycoris_config.apply_preset"]["note"].startswith("fluxtui picks the adapted layers")
-    assert (tmp_path / "ws" / "lycoris_config.json").is_file()
+    # lycoris_config.json becomes [lora] lycoris_config, every key kept; Attention renamed
+    assert project.lora.lora_type == "lycoris" and project.lora.lycoris_config == "lycoris_config.json"
+    assert project.lora.lokr_factor == 16  # the file's factor is the one used; the short form stays default
+    assert rows["lycoris_config"]["target"] == "lora.lycoris_config"
+    for key in ("full_matrix", "linear_dim", "factor", "algo"):
+        assert rows[f"lycoris_config.{key}"]["fate"] == "set", rows[f"lycoris_config.{key}"]
+    assert rows["lycoris_config.apply_preset"]["fate"] == "converted"
+    copied = json.loads((tmp_path / "ws" / "lycoris_config.json").read_text())
+    source = json.loads((FIXTURES / "flux-lycoris" / "config" / "lycoris_config.json").read_text())
+    assert copied["apply_preset"]["target_module"] == ["FluxAttention", "FeedForward"]
+    assert copied["apply_preset"]["module_algo_map"] == {"FluxAttention": {"factor": 12}, "FeedForward": {"factor": 6}}
+    assert {k: v for k, v in copied.items() if k != "apply_preset"} == {
+        k: v for k, v in source.items() if k != "apply_preset"
+    }
+
+
+def _lycoris_source(tmp_path: Path, cfg: dict) -> Path:
+    root = tmp_path / "st"
+    (root / "config").mkdir(parents=True)
+    (root / "config" / "lyco.json").write_text(json.dumps(cfg))
+    settings = {"model_family": "flux", "lora_type": "lycoris", "lycoris_config": "config/lyco.json", "lora_rank": 4}
+    (root / "config" / "config.json").write_text(json.dumps(settings))
+    return root
+
+
+def test_a_lycoris_file_is_copied_as_is_under_a_free_name_and_validates(tmp_path):
+    cfg = {"algo": "loha", "linear_dim": 8, "linear_alpha": 4, "apply_preset": {"target_module": ["FeedForward"]}}
+    src = _lycoris_source(tmp_path, cfg)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "lycoris_config.json").write_text('{"mine": true}\n')  # the user's own file stays
+    result, report = _import(src, ws)
+    assert result.returncode == 0 and report["lost"] == 0, report
+    rows = {r["source"]: r for r in report["rows"]}
+    project = config.load_or_raise(ws)
+    assert project.lora.lycoris_config == "lycoris_config-2.json" and project.lora.lora_type == "lycoris"
+    assert (ws / "lycoris_config-2.json").read_bytes() == (src / "config" / "lyco.json").read_bytes()
+    assert (ws / "lycoris_config.json").read_text() == '{"mine": true}\n'
+    assert rows["lycoris_config"]["value"] == "lycoris_config-2.json"
+    assert rows["lora_rank"]["fate"] == "set" and "unused" in rows["lora_rank"]["note"]  # linear_dim is used
+    assert rows["lycoris_config.algo"]["fate"] == "set"  # loha: fluxtui hands every algo to lycoris
+    # importing again into the same workspace keeps the identical copy (no third file)
+    _import(src, ws, "--force")
+    assert config.load_or_raise(ws).lora.lycoris_config == "lycoris_config-2.json"
+    assert not (ws / "lycoris_config-3.json").exists()
+    checked = run_cli("validate", str(ws))
+    assert "lycoris" not in checked.stdout, checked.stdout  # the copy passes fluxtui's own check
+
+
+def test_a_lycoris_key_fluxtui_refuses_stays_refused_with_its_reason(tmp_path):
+    cfg = {"algo": "lokr", "linear_dim": 10000, "linear_alpha": 1, "factor": 4, "preset": "attn-mlp"}
+    src = _lycoris_source(tmp_path, {**cfg, "apply_preset": {"target_module": ["Attention"]}})
+    _, report = _import(src, tmp_path / "ws")
+    rows = {r["source"]: r for r in report["rows"]}
+    assert rows["lycoris_config.preset"]["fate"] == "unsupported"
+    assert "apply_preset" in rows["lycoris_config.preset"]["note"]
+    copied = json.loads((tmp_path / "ws" / "lycoris_config.json").read_text())
+    assert "preset" not in copied and copied["apply_preset"] == {"target_module": ["FluxAttention"]}
+    assert copied["factor"] == 4 and copied["linear_dim"] == 10000
+
+
+def test_schnell_with_simpletuners_assistant_lora_names_imports_them_as_set(tmp_path):
+    root = tmp_path / "st"
+    (root / "config").mkdir(parents=True)
+    settings = {
+        "model_family": "flux",
+        "model_flavour": "schnell",
+        "assistant_lora_path": "someone/schnell-adapter",
+        "assistant_lora_weight_name": "adapter.safetensors",
+        "assistant_lora_strength": 0.75,
+        "assistant_lora_inference_strength": 0.5,
+        "disable_assistant_lora": False,
+    }
+    (root / "config" / "config.json").write_text(json.dumps(settings))
+    _, report = _import(root, tmp_path / "ws")
+    rows = {r["source"]: r for r in report["rows"]}
+    lora = config.load_or_raise(tmp_path / "ws").lora
+    for key, value in settings.items():
+        if key.startswith(("assistant", "disable")):
+            assert rows[key]["fate"] == "set" and rows[key]["target"] == f"lora.{key}", rows[key]
+            assert getattr(lora, key) == value
 
 
 def test_dash_prefixed_config_with_string_values(tmp_path):
@@ -295,6 +371,52 @@ def test_round_trip_import_export_import(name, tmp_path):
     assert run_cli("export-simpletuner", str(first), str(out)).returncode == 2
 
 
+LYCO = {
+    "algo": "lokr",
+    "multiplier": 1.0,
+    "linear_dim": 10000,
+    "linear_alpha": 1,
+    "factor": 8,
+    "full_matrix": True,
+    "apply_preset": {
+        "target_module": ["FluxAttention", "FeedForward"],
+        "module_algo_map": {"FeedForward": {"factor": 4}},
+    },
+}
+
+
+@pytest.mark.parametrize("form", ["lycoris_config", "lokr_factor"])
+def test_round_trip_of_a_lycoris_project(form, demo_workspace, tmp_path):
+    settings = {"lora.lora_type": "lycoris", "lora.lora_rank": 8}
+    if form == "lycoris_config":
+        (demo_workspace / "lycoris_config.json").write_text(json.dumps(LYCO, indent=4) + "\n")
+        settings["lora.lycoris_config"] = "lycoris_config.json"
+    else:
+        settings["lora.lokr_factor"] = 4
+    config.set_values(demo_workspace / "project.toml", settings)
+    out, again = tmp_path / "st", tmp_path / "again"
+    result = run_cli("export-simpletuner", str(demo_workspace), str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    exported = json.loads((out / "config.json").read_text())
+    lyco = json.loads((out / "lycoris_config.json").read_text())
+    assert exported["lycoris_config"] == str(out / "lycoris_config.json")
+    if form == "lycoris_config":  # SimpleTuner's Flux calls the attention class Attention
+        assert lyco["apply_preset"]["target_module"] == ["Attention", "FeedForward"]
+        assert {k: v for k, v in lyco.items() if k != "apply_preset"} == {
+            k: v for k, v in LYCO.items() if k != "apply_preset"
+        }
+    else:
+        assert lyco == {"algo": "lokr", "multiplier": 1.0, "linear_dim": 8, "linear_alpha": 8, "factor": 4}
+    _, report = _import(out / "config.json", again)
+    assert report["lost"] == 0
+    before, after = _resolved(demo_workspace), _resolved(again)
+    for data in (before, after):
+        data["project"].pop("name")
+        data.pop("datasets")  # the demo's images stay where they are: a path outside `again`
+    assert before["lora"] == after["lora"]
+    assert before == after
+
+
 def test_config_toml_with_a_huggingface_dataset(tmp_path):
     """config.toml with string values and a `--` key; a hub dataset with SimpleTuner's
     `huggingface` sub-table next to a regularisation folder (the quickstart's keys)."""
@@ -324,3 +446,23 @@ def test_export_of_a_demo_workspace_says_what_simpletuner_lacks(demo_workspace, 
     backends = json.loads((tmp_path / "out" / "multidatabackend.json").read_text())
     assert backends[0]["instance_data_dir"] == str((demo_workspace / "datasets" / "shapes").resolve())
     assert backends[-1]["dataset_type"] == "text_embeds"
+
+
+def test_export_of_lycoris_config_without_lora_type_lycoris_leaves_it_out(demo_workspace, tmp_path):
+    (demo_workspace / "lyco.json").write_text(json.dumps(LYCO))
+    config.set_values(demo_workspace / "project.toml", {"lora.lycoris_config": "lyco.json"})
+    result = run_cli("export-simpletuner", str(demo_workspace), str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "lycoris" in json.loads(result.stdout)["left_out"]["lora.lycoris_config"]
+    exported = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert "lycoris_config" not in exported and not (tmp_path / "out" / "lycoris_config.json").exists()
+
+
+def test_export_with_a_missing_lycoris_config_names_it(demo_workspace, tmp_path):
+    config.set_values(
+        demo_workspace / "project.toml", {"lora.lora_type": "lycoris", "lora.lycoris_config": "gone.json"}
+    )
+    result = run_cli("export-simpletuner", str(demo_workspace), str(tmp_path / "out"))
+    assert result.returncode == 2 and "lora.lycoris_config" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "out").exists()

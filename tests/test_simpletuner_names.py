@@ -93,3 +93,21 @@ def test_convert_reads_simpletuners_loose_values():
         convert(by["hub.push_to_hub"], "maybe")
     with pytest.raises(ConvertError):
         convert(by["training.max_train_steps"], "12.5")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "lycoris_config",
+        "assistant_lora_path",
+        "assistant_lora_weight_name",
+        "assistant_lora_strength",
+        "assistant_lora_inference_strength",
+        "disable_assistant_lora",
+    ],
+)
+def test_lycoris_and_assistant_lora_keys_are_fluxtuis_own_under_lora(key):
+    assert CONFIG_KEYS[key].target == f"lora.{key}" and not CONFIG_KEYS[key].unsupported
+    shown = _problems(f'[training]\n{key} = "x"\n')[f"training.{key}"]
+    assert "move it under [lora]" in shown, shown
+    assert "not supported" not in shown and "lokr_factor" not in shown

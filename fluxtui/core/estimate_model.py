@@ -227,6 +227,39 @@ def lora_param_count(
     return sum(rank * (lin.in_features + lin.out_features) for lin in layers), len(layers)
 
 
+def project_lora_size(project: Any, cfg: FluxConfig) -> tuple[int, int, str | None]:
+    """(trainable parameters, adapted layers, a note or None) of the project's adapter on `cfg`:
+    a lycoris_config file is sized from its algo, factor, linear_dim and apply_preset
+    (core/lycoris_size.py); without one, LoRA or LoKr from lora_rank and lokr_factor."""
+    lc = project.lora
+    if lc.lora_type == "lycoris" and lc.lycoris_config:
+        from . import lycoris_config, lycoris_size
+
+        try:
+            lyco = lycoris_config.read(project.resolve(lc.lycoris_config))
+        except lycoris_config.LycorisConfigError:
+            lyco = None  # validate names the problem; size the short form meanwhile
+        if lyco is not None and not lycoris_config.problems(lyco):
+            targets = [lin.name for lin in lora_target_linears(lc.flux_lora_target, cfg)]
+            got = lycoris_size.size(lyco, cfg, targets)
+            note = f"LyCORIS parameter count read from {lc.lycoris_config}"
+            if not got.exact:
+                note += f" ({', '.join(sorted(set(_algos(lyco)) - set(lycoris_size.EXACT_ALGOS)))} counted as LoRA)"
+            return got.params, got.layers, note
+    params, layers = lora_param_count(
+        lc.flux_lora_target, int(lc.lora_rank), cfg, lora_type=lc.lora_type, lokr_factor=int(lc.lokr_factor)
+    )
+    note = "LoKr parameter count follows LyCORIS' factorisation" if lc.lora_type == "lycoris" else None
+    return params, layers, note
+
+
+def _algos(lyco: dict) -> list[str]:
+    preset = lyco.get("apply_preset") or {}
+    tables = [preset.get("module_algo_map") or {}, preset.get("name_algo_map") or {}]
+    algo = str(lyco.get("algo", "lora")).lower()
+    return [algo, *(str(c.get("algo", algo)).lower() for t in tables for c in t.values() if isinstance(c, dict))]
+
+
 # =========================================================================================
 # The project, read once
 # =========================================================================================
@@ -292,16 +325,12 @@ def _plan(project: Any) -> _Plan:
         notes.append(f'"pixel" resolution with aspect buckets: assumed buckets up to 3:2 (x{PIXEL_BUCKET_AREA} area)')
     text = int(m.tokenizer_max_length or pipe.t5_max_length)
     lc = project.lora
-    params, layers = lora_param_count(
-        lc.flux_lora_target,
-        int(lc.lora_rank),
-        pipe.transformer,
-        lora_type=lc.lora_type,
-        lokr_factor=int(lc.lokr_factor),
-    )
-    if lc.lora_type == "lycoris":
-        notes.append("LoKr parameter count follows LyCORIS' factorisation (approximate)")
-    if layers == 0:
+    params, layers, lora_note = project_lora_size(project, pipe.transformer)
+    if lora_note:
+        notes.append(lora_note)
+    if layers == 0 and lora_note and lc.lycoris_config:
+        notes.append(f"lycoris_config {lc.lycoris_config} matches no layer of this model")
+    elif layers == 0:
         notes.append(f"flux_lora_target {lc.flux_lora_target!r} matches no layer of this model")
     if t.optimizer == "bnb-lion8bit-paged":
         notes.append("paged optimizer state can move to system RAM under pressure")

@@ -248,3 +248,24 @@ def _kind(want: Any) -> str:
 def prefix(cfg: dict[str, Any]) -> str:
     preset = cfg.get("apply_preset") or {}
     return str(preset.get("lora_prefix", "lycoris")) if isinstance(preset, dict) else "lycoris"
+
+
+# SimpleTuner's Flux transformer builds its attention from diffusers' older `Attention` class
+# (simpletuner/helpers/models/flux/transformer.py); diffusers' FluxTransformer2DModel, which
+# fluxtui trains, calls the same layers FluxAttention. Import and export rename between them.
+SIMPLETUNER_TO_DIFFUSERS = {"Attention": "FluxAttention"}
+DIFFUSERS_TO_SIMPLETUNER = {v: k for k, v in SIMPLETUNER_TO_DIFFUSERS.items()}
+
+
+def rename_classes(preset: Any, names: dict[str, str]) -> tuple[Any, bool]:
+    """apply_preset with its module class names (target_module, module_algo_map) renamed."""
+    if not isinstance(preset, dict):
+        return preset, False
+    out = dict(preset)
+    targets = preset.get("target_module")
+    if isinstance(targets, list):
+        out["target_module"] = [names.get(c, c) if isinstance(c, str) else c for c in targets]
+    table = preset.get("module_algo_map")
+    if isinstance(table, dict):
+        out["module_algo_map"] = {names.get(k, k): v for k, v in table.items()}
+    return out, out != preset

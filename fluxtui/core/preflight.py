@@ -24,18 +24,10 @@ _STATE_BYTES = 1 << 20  # scheduler, RNG states and metadata of a checkpoint
 
 def checkpoint_bytes(project: Any) -> int:
     """One checkpoint: the LoRA in fp32 plus two fp32 optimizer moments per parameter."""
-    from .estimate import lora_param_count
+    from .estimate_model import project_lora_size
     from .flux_arch import pipeline_for_flavour
 
-    lc = project.lora
-    pipe = pipeline_for_flavour(project.model.model_flavour)
-    params, _layers = lora_param_count(
-        lc.flux_lora_target,
-        int(lc.lora_rank),
-        pipe.transformer,
-        lora_type=lc.lora_type,
-        lokr_factor=int(lc.lokr_factor),
-    )
+    params, _layers, _note = project_lora_size(project, pipeline_for_flavour(project.model.model_flavour).transformer)
     return params * 4 * 3 + _STATE_BYTES
 
 

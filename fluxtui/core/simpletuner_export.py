@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import lycoris_config
 from .config import Project, atomic_write_text
 from .schema import OPTIONS, options_in
 from .simpletuner_import import MODEL_FAMILY
@@ -65,20 +66,16 @@ def export(project: Project, out: Path, *, force: bool = False) -> Export:
         config[_EXPORT_NAMES.get(opt.dotted, opt.key)] = value
     if project.model.model_flavour == "tiny-random":
         result.notes["model.model_flavour"] = "tiny-random is fluxtui's test model; SimpleTuner has no such flavour"
+    files: dict[str, str] = {}
     if project.lora.lora_type == "lycoris":
-        lycoris = {
-            "algo": "lokr",
-            "multiplier": 1.0,
-            "linear_dim": project.lora.lora_rank,
-            "linear_alpha": project.lora.lora_alpha if project.lora.lora_alpha is not None else project.lora.lora_rank,
-            "factor": project.lora.lokr_factor,
-        }
-        for key in ("lora_rank", "lora_alpha"):  # SimpleTuner reads them from the lycoris file
-            config.pop(key, None)
+        if not project.lora.lycoris_config:  # SimpleTuner reads them from the generated file
+            for key in ("lora_rank", "lora_alpha"):
+                config.pop(key, None)
         config["lycoris_config"] = str(out / "lycoris_config.json")
-        files = {"lycoris_config.json": json.dumps(lycoris, indent=4) + "\n"}
-    else:
-        files = {}
+        files["lycoris_config.json"] = _lycoris_file(project, result)
+    elif project.lora.lycoris_config:
+        config.pop("lycoris_config", None)
+        result.left_out["lora.lycoris_config"] = 'read only with lora_type = "lycoris", as in fluxtui'
     prompts = project.validation.prompts
     if prompts and not project.validation.user_prompt_library:
         files["user_prompt_library.json"] = json.dumps(prompts, indent=4) + "\n"
@@ -130,6 +127,31 @@ def _datasets(project: Project) -> list[dict[str, Any]]:
         }
     )
     return entries
+
+
+def _lycoris_file(project: Project, result: Export) -> str:
+    """The project's lycoris_config as SimpleTuner reads it, or LoKr from lokr_factor when
+    only the short form is set."""
+    lc = project.lora
+    if not lc.lycoris_config:
+        alpha = lc.lora_alpha if lc.lora_alpha is not None else lc.lora_rank
+        short = {"algo": "lokr", "multiplier": 1.0, "linear_dim": lc.lora_rank, "linear_alpha": alpha}
+        return json.dumps({**short, "factor": lc.lokr_factor}, indent=4) + "\n"
+    path = project.resolve(lc.lycoris_config)
+    try:
+        cfg = lycoris_config.read(path)
+    except lycoris_config.LycorisConfigError as exc:
+        raise ExportProblem(f"lora.lycoris_config: {exc.message} ({exc.fix})") from None
+    if "apply_preset" not in cfg:
+        result.notes["lora.lycoris_config"] = (
+            f"no apply_preset: SimpleTuner wraps every Linear layer, fluxtui only flux_lora_target = "
+            f'"{lc.flux_lora_target}"\'s'
+        )
+    preset, renamed = lycoris_config.rename_classes(cfg.get("apply_preset"), lycoris_config.DIFFUSERS_TO_SIMPLETUNER)
+    if not renamed:
+        return path.read_text(encoding="utf-8")  # the file as given
+    result.notes["lora.lycoris_config"] = "FluxAttention is written as Attention, SimpleTuner's Flux attention class"
+    return json.dumps({**cfg, "apply_preset": preset}, indent=4) + "\n"
 
 
 def _why_left_out(dotted: str) -> str:

@@ -21,6 +21,7 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
+from . import lycoris_config
 from .config import PROJECT_FILE, atomic_write_text, check_value
 from .schema import BY_DOTTED, FLAVOURS, options_in
 from .simpletuner_names import (
@@ -39,6 +40,7 @@ CONFIG_FILES = ("config.json", "config.toml", "config.env")
 FATES = ("set", "converted", "dropped", "unsupported", "unknown")
 LOST = ("unknown",)  # a key that ends here was lost silently: import exits 1
 MODEL_FAMILY = "flux"  # what SimpleTuner's {model_family} is for every fluxtui project
+LYCORIS_FILE = "lycoris_config.json"
 
 
 PRECISION_KEYS = ("base_model_precision", "text_encoder_1_precision", "text_encoder_2_precision")
@@ -72,6 +74,7 @@ class Plan:
     dataset_dirs: dict[str, Path] = field(default_factory=dict)  # dataset id -> its image folder
     rows: list[Row] = field(default_factory=list)
     copy_datasets: bool = False
+    lycoris: bytes | None = None  # the lycoris_config file's content; written under a free name
 
     @property
     def lost(self) -> list[Row]:
@@ -326,60 +329,108 @@ def _copy_json(p: Plan, label: str, value: str, dest: str) -> str | None:
 
 
 def _plan_lycoris(p: Plan, label: str, value: Any) -> None:
-    data = value if isinstance(value, dict) else None
-    if data is None:
+    """SimpleTuner's LyCORIS file becomes [lora] lycoris_config: fluxtui hands it to lycoris the
+    same way. Keys fluxtui's check refuses are left out of the copy, each row saying why."""
+    data, found = value, None
+    if not isinstance(value, dict):
         found = _locate(p, value)
         if found is None:
             raise ImportProblem(f"{label} = {value!r}: no such file in {p.workdir} or {p.source.parent}")
         data = _json(found, _read_text(found))
-        p.copies["lycoris_config.json"] = found
-        _row_for(p, label).note = "read below; the file is copied to lycoris_config.json for reference"
     if not isinstance(data, dict):
         raise ImportProblem(f"{label}: a lycoris config must be a JSON object")
+    missing = lycoris_config.problems({k: data[k] for k in lycoris_config.REQUIRED if k in data})
+    if missing:  # SimpleTuner refuses such a file too
+        raise ImportProblem(f"{found or label}: {missing[0][0]} ({missing[0][1]})")
+    p.settings["lora.lora_type"] = "lycoris"
+    if _short_form(p, data):
+        return
+    preset, renamed = lycoris_config.rename_classes(data.get("apply_preset"), lycoris_config.SIMPLETUNER_TO_DIFFUSERS)
+    kept: dict[str, Any] = {}
     prefix = "lycoris_config."
     for key, raw in data.items():
-        row = Row(prefix + key, "unsupported", value=raw)
+        checked = preset if key == "apply_preset" else raw
+        refused = lycoris_config.problems({**_REQUIRED_STAND_INS, key: checked})
+        if refused:
+            note = "; ".join(f"{m} ({f})" for m, f in refused)
+            p.rows.append(Row(prefix + key, "unsupported", value=raw, note=f"{note}: left out of the copy"))
+            continue
+        kept[key] = checked
+        row = Row(prefix + key, "set", "lora.lycoris_config", checked, "kept in the copied file")
+        if key == "apply_preset" and renamed:
+            row.fate = "converted"
+            row.note = "SimpleTuner's Flux attention class Attention is diffusers' FluxAttention here"
+        p.rows.append(row)
+    # A file SimpleTuner's loose JSON reading accepts (trailing commas) is written out clean.
+    same = found is not None and kept == data and not renamed and _strict_json(found)
+    p.lycoris = found.read_bytes() if same else (json.dumps(kept, indent=4) + "\n").encode()
+    p.settings["lora.lycoris_config"] = LYCORIS_FILE
+    row = _row_for(p, label)
+    row.target, row.value = "lora.lycoris_config", LYCORIS_FILE
+    row.note = "copied into the workspace" + ("" if same else ", less the keys refused below" if kept != data else "")
+    for r in p.rows:
+        if r.target in ("lora.lora_rank", "lora.lora_alpha") and r.fate in ("set", "converted"):
+            r.note = "unused beside lycoris_config (its linear_dim/linear_alpha), as in SimpleTuner"
+
+
+def _short_form(p: Plan, data: dict[str, Any]) -> bool:
+    """A file holding only what fluxtui's LoKr without a lycoris_config is (algo lokr, factor,
+    linear_dim, linear_alpha) imports as lokr_factor, lora_rank and lora_alpha: the trainer builds
+    the same network from them, and a fluxtui export comes back as it left."""
+    if set(data) - {"algo", "multiplier", "linear_dim", "linear_alpha", "factor"} or data.get("algo") != "lokr":
+        return False
+    if data.get("multiplier", 1.0) != 1.0:
+        return False
+    values: dict[str, Any] = {}
+    for key, target in (
+        ("factor", "lora.lokr_factor"),
+        ("linear_dim", "lora.lora_rank"),
+        ("linear_alpha", "lora.lora_alpha"),
+    ):
+        if key not in data:
+            continue
+        opt = BY_DOTTED[target]
+        try:
+            checked, err = check_value(opt, convert(opt, data[key]))
+        except ConvertError:
+            return False
+        if err:
+            return False  # e.g. a full-matrix linear_dim: the file is kept as lycoris_config
+        values[target] = checked
+    prefix = "lycoris_config."
+    for key, raw in data.items():
         if key == "algo":
-            if raw == "lokr":
-                row.fate, row.target, row.value = "converted", "lora.lora_type", "lycoris"
-                row.note = 'fluxtui\'s lora_type = "lycoris" trains LoKr'
-                p.settings["lora.lora_type"] = "lycoris"
-            else:
-                row.note = 'fluxtui\'s LyCORIS adapter is LoKr only (algo = "lokr")'
-        elif key in ("factor", "linear_dim", "linear_alpha"):
+            p.rows.append(Row(prefix + key, "converted", "lora.lora_type", "lycoris", 'lora_type = "lycoris" is LoKr'))
+        elif key == "multiplier":
+            p.rows.append(Row(prefix + key, "dropped", value=raw, note="1.0, as fluxtui trains"))
+        else:
             target = {"factor": "lora.lokr_factor", "linear_dim": "lora.lora_rank", "linear_alpha": "lora.lora_alpha"}[
                 key
             ]
-            opt = BY_DOTTED[target]
-            try:
-                checked, err = check_value(opt, convert(opt, raw))
-            except ConvertError as e:
-                checked, err = None, (str(e), "")
-            if err and key == "linear_dim" and isinstance(raw, int) and raw > (opt.max or raw):
-                row.note = (
-                    f"a full-matrix LoKr (linear_dim {raw}); fluxtui's LoKr decomposes at lora_rank <= {opt.max:g}"
-                )
-            elif err:
-                row.fate, row.note = "unknown", f"cannot be read: {err[0]}"
+            if key == "linear_alpha" and values[target] == values.get("lora.lora_rank"):
+                del values[target]  # fluxtui's unset lora_alpha is the rank
+                p.rows.append(Row(prefix + key, "converted", target, None, "equal to linear_dim: lora_alpha unset"))
             else:
-                row.fate, row.target, row.value = "converted", target, checked
-                # SimpleTuner ignores lora_rank/lora_alpha for LyCORIS: the file's values are the ones used.
-                for r in p.rows:
-                    if r.target == target and r.fate in ("set", "converted"):
-                        r.fate, r.note = "dropped", f"SimpleTuner uses {prefix}{key} for LyCORIS, not this"
-                p.settings[target] = checked
-        elif key == "multiplier" and raw == 1.0:
-            row.fate, row.note = "dropped", "1.0, as fluxtui trains"
-        elif key == "full_matrix":
-            if raw is False:
-                row.fate, row.note = "dropped", "off, as in fluxtui"
-            else:
-                row.note = "fluxtui's LoKr decomposes its second matrix at lora_rank (no full_matrix)"
-        elif key == "apply_preset":
-            row.note = "fluxtui picks the adapted layers with [lora] flux_lora_target"
-        else:
-            row.note = "fluxtui passes only algo, factor, linear_dim and linear_alpha to LyCORIS"
-        p.rows.append(row)
+                p.rows.append(Row(prefix + key, "converted", target, values[target]))
+            # SimpleTuner ignores lora_rank/lora_alpha for LyCORIS: the file's values are the ones used.
+            for r in p.rows:
+                if r.target == target and r.fate in ("set", "converted") and not r.source.startswith(prefix):
+                    r.fate, r.note = "dropped", f"SimpleTuner uses {prefix}{key} for LyCORIS, not this"
+                    p.settings.pop(target, None)
+    p.settings.update(values)
+    return True
+
+
+# lycoris requires these two; they stand in while one other key is checked on its own.
+_REQUIRED_STAND_INS = {"linear_dim": 1, "linear_alpha": 1}
+
+
+def _strict_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return True
 
 
 def _plan_datasets(p: Plan, label: str, value: Any, defaults: dict, copy_datasets: bool) -> None:
@@ -560,6 +611,8 @@ def write(p: Plan, dest: Path, *, force: bool = False) -> Path:
             if folder is not None and folder.is_dir():
                 shutil.copytree(folder, dest / ds["instance_data_dir"], dirs_exist_ok=True)
 
+    if p.lycoris is not None:
+        _write_lycoris(p, dest)
     doc = tomlkit.parse(template_text())
     settings = dict(p.settings)
     settings.setdefault("project.name", dest.name)
@@ -590,6 +643,23 @@ def write(p: Plan, dest: Path, *, force: bool = False) -> Path:
         shutil.copyfile(project_file, dest / f"{PROJECT_FILE}.before-import")
     atomic_write_text(project_file, text)
     return project_file
+
+
+def _write_lycoris(p: Plan, dest: Path) -> None:
+    """The LyCORIS file under lycoris_config.json, or the first free lycoris_config-N.json when
+    another file has that name: a user's file is never replaced, an identical one is kept."""
+    assert p.lycoris is not None
+    stem, n = Path(LYCORIS_FILE).stem, 1
+    name = LYCORIS_FILE
+    while (dest / name).exists() and not ((dest / name).is_file() and (dest / name).read_bytes() == p.lycoris):
+        n += 1
+        name = f"{stem}-{n}.json"
+    if not (dest / name).exists():
+        atomic_write_text(dest / name, p.lycoris.decode("utf-8"))
+    p.settings["lora.lycoris_config"] = name
+    for r in p.rows:
+        if r.target == "lora.lycoris_config" and r.value == LYCORIS_FILE:
+            r.value = name
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -73,10 +73,10 @@ _RENAMED = {
     "write_batch_size": "text_embeds.write_batch_size",
 }
 
-# Keys whose files or tables the importer reads (core/simpletuner_import.py).
+# Keys whose files or tables the importer reads (core/simpletuner_import.py). lycoris_config is
+# followed too, but has its own row: [lora] lycoris_config reads the same file.
 FOLLOWED = {
     "data_backend_config": "its datasets became [[datasets]] tables",
-    "lycoris_config": "its algo and factor became [lora] lokr_factor; the file is copied",
 }
 
 _DROPPED = {
@@ -194,7 +194,7 @@ FLUXTUI_ONLY = {
     "training.torch_compile",
     "validation.prompts",  # exported as a user_prompt_library file
     "text_embeds.cache_dir",  # exported as the text_embeds entry of multidatabackend.json
-    "lora.lokr_factor",  # exported as lycoris_config.json
+    "lora.lokr_factor",  # exported as a generated lycoris_config.json when no lycoris_config is set
     "memory.enable_model_cpu_offload",
 }
 
@@ -308,8 +308,6 @@ def explain(key: str) -> str | None:
 _FOLLOWED_HERE = {
     "data_backend_config": "fluxtui lists datasets as [[datasets]] tables in project.toml "
     "(`fluxtui import SIMPLETUNER_CONFIG_DIR` converts a multidatabackend.json)",
-    "lycoris_config": 'fluxtui trains LoKr with [lora] lora_type = "lycoris" and lokr_factor '
-    "(`fluxtui import` reads a lycoris_config.json)",
 }
 
 
