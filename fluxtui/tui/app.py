@@ -119,7 +119,7 @@ class FluxApp(App[int]):
         watch: bool = True,
         gpu: bool = True,
         runs_interval: float = 1.0,
-        tail_interval: float = 0.25,
+        tail_interval: float = 0.5,
         settings_dir: Path | None = None,
     ):
         super().__init__()
@@ -135,6 +135,7 @@ class FluxApp(App[int]):
         self.theme_problems: list[Problem] = []  # broken user themes, skipped
         self.errors: list[str] = []  # worker failures, newest last (also shown as notifications)
         self._watcher = None
+        self._run_lister = runs.RunLister(workspace)
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -216,9 +217,11 @@ class FluxApp(App[int]):
 
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
     def refresh_runs(self) -> None:
-        all_runs = runs.list_runs(self.workspace)
-        active = next((r for r in reversed(all_runs) if r.active), None)
-        self.post_message(RunsListed(all_runs, active))
+        """One poll of the run registry. Only a change is announced: an idle poll costs a
+        few stats and redraws nothing."""
+        all_runs, active, changed = self._run_lister.poll()
+        if changed:
+            self.post_message(RunsListed(all_runs, active))
 
     @work(thread=True, exclusive=True, group="gpu", exit_on_error=False)
     def sample_gpu(self) -> None:
