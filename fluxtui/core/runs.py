@@ -614,6 +614,7 @@ class RunLister:
         self._cache: dict[str, tuple[tuple, RunInfo, dict]] = {}
         self._last: list[RunInfo] | None = None
         self.reads = 0  # runs read from disk, for tests: an unchanged poll reads none
+        self.polls = 0
 
     def _info(self, run_id: str) -> RunInfo:
         run_dir = self.ws.run_dir(run_id)
@@ -636,6 +637,7 @@ class RunLister:
         return info
 
     def poll(self) -> tuple[list[RunInfo], RunInfo | None, bool]:
+        self.polls += 1
         ids = _run_ids(self.ws)
         for gone in set(self._cache) - set(ids):
             del self._cache[gone]
