@@ -119,7 +119,7 @@ class FluxApp(App[int]):
         watch: bool = True,
         gpu: bool = True,
         runs_interval: float = 1.0,
-        tail_interval: float = 0.5,
+        tail_interval: float = 1.0,
         settings_dir: Path | None = None,
     ):
         super().__init__()

@@ -33,7 +33,8 @@ from ..widgets.loss_chart import LossChart
 from ..widgets.vram_gauge import VramGauge
 from .base import FluxScreen, RunControls
 
-HEAVY_DELAY = 0.5  # seconds: new data waits at most this long for the chart
+HEAVY_DELAY = 1.0  # seconds: new data waits at most this long for the gauge, tables, images
+CHART_EVERY = 2.0  # seconds between loss chart draws while steps stream in (the costly one)
 IN_FLIGHT_BATCHES = 2  # batches posted but not yet applied, at most
 
 
@@ -61,6 +62,7 @@ class MonitorScreen(RunControls, FluxScreen):
         self.feed: RunFeed | None = None  # the followed run's offsets, kept while hidden
         self._feed_lock = threading.Lock()
         self.heavy_draws = 0  # for tests and the bench
+        self._chart_at = 0.0  # monotonic time of the last chart draw
         # monotonic times, for bench/tail.py: first events on screen, whole backlog read
         self.timings: dict[str, float] = {}
 
@@ -302,7 +304,12 @@ class MonitorScreen(RunControls, FluxScreen):
             chart.show_run([], [], [])
             return
         if "chart" in dirty:
-            chart.show_run(run.steps, run.loss, run.smooth)
+            wait = self._chart_at + CHART_EVERY - time.monotonic()
+            if wait > 0 and not run.loading and "first_batch" in self.timings:
+                self._mark("chart")  # drawn a moment ago: this batch joins the next draw
+            else:
+                chart.show_run(run.steps, run.loss, run.smooth)
+                self._chart_at = time.monotonic()
         if "gauge" in dirty:
             self._draw_gauge(run)
         if "notes" in dirty:
