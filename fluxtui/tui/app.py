@@ -39,7 +39,7 @@ from .messages import (
 )
 from .screens.config import ConfigScreen
 from .screens.datasets import DatasetsScreen
-from .screens.dialogs import QuitGuard
+from .screens.dialogs import QuitGuard, RunningQuitGuard
 from .screens.monitor import MonitorScreen
 from .screens.overview import OverviewScreen
 from .screens.runs import RunsScreen
@@ -75,6 +75,15 @@ class WorkspaceState:
         return out
 
 
+SCREENS = [
+    ("overview", "Overview"),
+    ("config", "Config"),
+    ("datasets", "Datasets"),
+    ("monitor", "Monitor"),
+    ("runs", "Runs"),
+]
+
+
 class OptionCommands(Provider):
     """Command palette: type part of an option name to jump to it in the editor."""
 
@@ -106,6 +115,7 @@ class FluxApp(App[int]):
         Binding("3", "switch_mode('datasets')", "Datasets", id="nav.datasets", show=False),
         Binding("4", "switch_mode('monitor')", "Monitor", id="nav.monitor", show=False),
         Binding("5", "switch_mode('runs')", "Runs", id="nav.runs", show=False),
+        Binding("question_mark", "show_keys", "Keys", id="app.keys", show=False),
         Binding("ctrl+t", "toggle_theme", "Dark/light", id="app.theme", show=False),
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit_now", show=False, priority=True),
@@ -398,15 +408,38 @@ class FluxApp(App[int]):
         if editor is not None and editor.dirty:
             self.push_screen(QuitGuard(), self._after_quit_guard)
             return
-        self.exit(0)
+        self._quit_unless_running()
+
+    def _quit_unless_running(self) -> None:
+        active = self.state.active
+        if active is None:
+            self.exit(0)
+            return
+        folder = str(self.workspace.root)
+        try:
+            folder = str(self.workspace.root.relative_to(Path.cwd())) or "."
+        except ValueError:
+            pass
+        self.push_screen(RunningQuitGuard(active.run_id, folder), self._after_running_guard)
+
+    def _after_running_guard(self, choice: str | None) -> None:
+        if choice == "quit":
+            self.exit(0)
 
     async def _after_quit_guard(self, choice: str | None) -> None:
         if choice == "discard":
-            self.exit(0)
+            self._quit_unless_running()
         elif choice == "save":
             editor = self._config_screen()
             if editor is not None and await editor.save_now():
-                self.exit(0)
+                self._quit_unless_running()
+
+    def action_show_keys(self) -> None:
+        """`?`: the keys panel (every binding of the screen with its key), or close it."""
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
 
     def _config_screen(self) -> ConfigScreen | None:
         for screen in self._mode_screens():
@@ -432,9 +465,16 @@ class FluxApp(App[int]):
             screen.follow_run(run_id)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The palette lists every binding of the screen it was opened on, with its key."""
-        yield from super().get_system_commands(screen)
-        seen = {"quit", "command_palette"}
+        """fluxtui's commands, not Textual's generic ones: the screens, every binding of the
+        screen the palette was opened on (start, stop, validate...) with its key, and (typed
+        as "edit <option>") every option of project.toml."""
+        for key, (mode, label) in enumerate(SCREENS, start=1):
+            yield SystemCommand(f"{label} screen", f"key: {key}", partial(self.switch_mode, mode))
+        yield SystemCommand("Keys", "key: ? · every key of this screen", self.action_show_keys)
+        yield SystemCommand("Dark/light theme", "key: ctrl+t", self.action_toggle_theme)
+        yield SystemCommand("Quit", "key: q", self.action_quit)
+        seen = {"quit", "command_palette", "show_keys", "toggle_theme"}
+        seen |= {f"switch_mode('{mode}')" for mode, _label in SCREENS}
         for active in screen.active_bindings.values():
             binding = active.binding
             if not binding.description or binding.action in seen or binding.system:
