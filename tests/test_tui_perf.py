@@ -116,3 +116,19 @@ async def test_the_shared_run_snapshot_reaches_every_screen(ws):
         await wait_for(pilot, lambda: "last run completed" in nav_text(app.screen), what="the end on runs")
         await app.switch_mode("overview")
         await wait_for(pilot, lambda: "completed" in str(app.screen.query_one("#ov-run").render()), what="overview")
+
+
+@pytest.mark.asyncio
+async def test_without_a_gpu_the_gauge_shows_the_machines_ram(ws):
+    from fluxtui.core.sysmem import machine_ram
+
+    ram = machine_ram()
+    assert ram is not None and ram.available_gib is not None
+    run = FakeTrainer(ws, "20260101-000000")
+    run.steps(3)
+    app = make_app(ws.root, watch=False, gpu=False, mode="monitor", tail_interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        gauge = app.screen.query_one("#vram-text")
+        await wait_for(pilot, lambda: "GiB used (machine)" in str(gauge.render()), what="the RAM gauge")
+        text = str(gauge.render())
+        assert text.startswith("RAM") and f"/{ram.total_gib:.0f} GiB" in text and "trainer RAM 500 MB" in text

@@ -36,6 +36,8 @@ def _fixed_world(tmp_path, monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)  # snapshots show the real colours
     monkeypatch.setenv("TZ", "UTC")
     monkeypatch.delenv("TMUX", raising=False)
+    # the gauge shows the machine's RAM when there is no GPU: the same numbers everywhere
+    monkeypatch.setattr("fluxtui.tui.screens.monitor._machine_ram", lambda: (3.0, 16.0))
     time.tzset()
     yield
     time.tzset()

@@ -38,6 +38,15 @@ CHART_EVERY = 2.0  # seconds between loss chart draws while steps stream in (the
 IN_FLIGHT_BATCHES = 2  # batches posted but not yet applied, at most
 
 
+def _machine_ram() -> tuple[float, float] | None:
+    from fluxtui.core.sysmem import machine_ram
+
+    ram = machine_ram()
+    if ram is None or ram.available_gib is None:
+        return None
+    return ram.total_gib - ram.available_gib, ram.total_gib
+
+
 class MonitorScreen(RunControls, FluxScreen):
     MODE = "monitor"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -334,6 +343,7 @@ class MonitorScreen(RunControls, FluxScreen):
             history=list(run.memory_mb),
             gpu_name=g.name if g else None,
             util_pct=g.util_pct if g else None,
+            ram=None if g else _machine_ram(),
         )
 
     def _draw_checkpoints(self, run: RunState) -> None:
