@@ -129,3 +129,20 @@ async def test_number_keys_switch_screens_except_while_typing(ws):
         assert any("Leave field" in d for d in footer_keys)
         await pilot.press("escape", "1")
         await wait_for(pilot, lambda: isinstance(app.screen, OverviewScreen), what="the overview")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("width,columns", [(120, 1), (160, 2)])
+async def test_wide_terminals_get_two_columns_of_fields(ws, width, columns):
+    from fluxtui.tui.widgets.option_field import OptionField
+
+    app = make_app(ws.root, watch=False, gpu=False, mode="config")
+    async with app.run_test(size=(width, 48)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: isinstance(screen, ConfigScreen) and screen.loaded, what="the editor")
+        screen.query_one("#cfg-form").active = "tab-training"
+        await wait_for(pilot, lambda: "training" in screen.built, what="the training fields")
+        await pilot.pause()
+        fields = [f for f in screen.query(OptionField) if f.region.width and f.region.y >= 0]
+        assert len(fields) > 4
+        assert len({f.region.x for f in fields}) == columns

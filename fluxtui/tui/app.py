@@ -102,6 +102,8 @@ class FluxApp(App[int]):
     TITLE = "fluxtui"
     CSS_PATH = [theming.RULES_FILE] if theming.RULES_FILE.exists() else []
     COMMANDS = App.COMMANDS | {OptionCommands}
+    # at 160 columns and more the screens use the room: two columns of fields, a taller log
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (160, "-wide")]
     MODES: ClassVar[dict] = {
         "overview": OverviewScreen,
         "config": ConfigScreen,
