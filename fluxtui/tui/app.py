@@ -473,7 +473,9 @@ class FluxApp(App[int]):
         for key, (mode, label) in enumerate(SCREENS, start=1):
             yield SystemCommand(f"{label} screen", f"key: {key}", partial(self.switch_mode, mode))
         yield SystemCommand("Keys", "key: ? · every key of this screen", self.action_show_keys)
-        yield SystemCommand("Dark/light theme", "key: ctrl+t", self.action_toggle_theme)
+        yield SystemCommand("Dark/light", "key: ctrl+t · the dark or the light theme", self.action_toggle_theme)
+        # of Textual's own, only the theme picker (it lists your themes too)
+        yield from (c for c in super().get_system_commands(screen) if c.title == "Theme")
         yield SystemCommand("Quit", "key: q", self.action_quit)
         seen = {"quit", "command_palette", "show_keys", "toggle_theme"}
         seen |= {f"switch_mode('{mode}')" for mode, _label in SCREENS}
