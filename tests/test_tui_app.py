@@ -95,7 +95,7 @@ async def test_palette_lists_the_screens_actions_with_their_keys(ws):
         await wait_for(pilot, lambda: app.state.loaded)
         commands = {c.title: c.help for c in app.get_system_commands(app.screen)}
         assert commands["Start"] == "key: s"
-        assert commands["Monitor"] == "key: 4"
+        assert commands["Monitor screen"] == "key: 4"
         assert "Dark/light" in commands
         footer_keys = {b.binding.key for b in app.screen.active_bindings.values() if b.binding.show}
         assert {"s", "x", "r", "q"} <= footer_keys

@@ -7,7 +7,7 @@ import difflib
 
 import pytest
 from textual.widgets import Input, Select, TextArea
-from tui_support import send_batch, toasts, wait_for
+from tui_support import send_batch, toasts, wait_for, wait_for_workers
 
 from fluxtui.core import config
 from fluxtui.tui.app import make_app
@@ -25,9 +25,9 @@ def app_for(ws, **kw):
 
 
 async def settle(app, pilot):
-    await app.workers.wait_for_complete()
+    await wait_for_workers(app)
     await pilot.pause()
-    await app.workers.wait_for_complete()
+    await wait_for_workers(app)
     await pilot.pause()
 
 

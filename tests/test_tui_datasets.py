@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from textual.widgets import DataTable, TextArea
-from tui_support import wait_for
+from tui_support import wait_for, wait_for_workers
 
 from fluxtui.core import config
 from fluxtui.tui.app import make_app
@@ -70,7 +70,7 @@ async def test_size_rule_and_skipped_files_are_listed_with_fixes(ws):
         plist.highlighted = problems.index(size_rule)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfigScreen))
-        await app.workers.wait_for_complete()
+        await wait_for_workers(app)
         await pilot.pause()
         assert app.focused is app.screen.query_one("#f-datasets-0-repeats-control")
 

@@ -18,13 +18,29 @@ def ws(demo_workspace):
     return workspace.Workspace.at(demo_workspace)
 
 
-async def wait_for(pilot, predicate, timeout: float = 20.0, what: str = "the condition") -> None:
+async def wait_for(pilot, predicate, timeout: float = 60.0, what: str = "the condition") -> None:
     """Let the app run until `predicate()` holds; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.05)
+
+
+async def wait_for_workers(app, timeout: float = 120.0) -> None:
+    """Until no worker runs. Under load a periodic exclusive worker (the run poller) can be
+    replaced by its next tick while we wait, which Textual reports as WorkerCancelled: that
+    is no failure of the test, so wait again, up to a generous deadline."""
+    from textual.worker import WorkerCancelled
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await app.workers.wait_for_complete()
+            return
+        except WorkerCancelled:
+            if time.monotonic() > deadline:
+                raise
 
 
 def send_batch(app, *keys: str) -> None:

@@ -59,6 +59,7 @@ __all__ = [
     "ConfigError",
     "LockHeld",
     "RunInfo",
+    "RunLister",
     "RunStartError",
     "active_run",
     "get_run",
@@ -587,3 +588,61 @@ def wait_run(ws, run_id: str, timeout: float | None = None, poll: float = 0.1) -
         if deadline is not None and time.monotonic() >= deadline:
             return info
         time.sleep(poll)
+
+
+# -- polling cheaply ----------------------------------------------------------------------
+
+
+def _file_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+class RunLister:
+    """`list_runs` for a viewer that polls: each run's RunInfo is kept until its run.json or
+    events.jsonl changes (mtime, size), so a poll with nothing new costs a few stats. A run
+    that is still active is re-checked against the process table on every poll (cheap),
+    because a killed trainer changes no file.
+
+    `poll()` returns (runs oldest first, active run or None, changed since the last poll)."""
+
+    def __init__(self, ws):
+        self.ws = _ws(ws)
+        self._cache: dict[str, tuple[tuple, RunInfo, dict]] = {}
+        self._last: list[RunInfo] | None = None
+        self.reads = 0  # runs read from disk, for tests: an unchanged poll reads none
+        self.polls = 0
+
+    def _info(self, run_id: str) -> RunInfo:
+        run_dir = self.ws.run_dir(run_id)
+        key = (_file_key(run_dir / supervise.RUN_FILE), _file_key(run_dir / ev.EVENTS_FILE))
+        cached = self._cache.get(run_id)
+        if cached is not None and cached[0] == key:
+            info, record = cached[1], cached[2]
+            if not info.active:
+                return info
+            alive = pid_alive(info.pid, record.get("pid_start")) or (
+                info.pid is None and pid_alive(record.get("supervisor_pid"), record.get("supervisor_pid_start"))
+            )
+            if alive:
+                return info
+        self.reads += 1
+        info = get_run(self.ws, run_id)
+        # read after get_run: a repaired record changes run.json, and its key with it
+        key = (_file_key(run_dir / supervise.RUN_FILE), _file_key(run_dir / ev.EVENTS_FILE))
+        self._cache[run_id] = (key, info, supervise.read_record(run_dir) if info.active else {})
+        return info
+
+    def poll(self) -> tuple[list[RunInfo], RunInfo | None, bool]:
+        self.polls += 1
+        ids = _run_ids(self.ws)
+        for gone in set(self._cache) - set(ids):
+            del self._cache[gone]
+        infos = [self._info(run_id) for run_id in ids]
+        changed = self._last is None or infos != self._last
+        self._last = infos
+        active = next((r for r in reversed(infos) if r.active), None)
+        return infos, active, changed

@@ -39,7 +39,7 @@ from .messages import (
 )
 from .screens.config import ConfigScreen
 from .screens.datasets import DatasetsScreen
-from .screens.dialogs import QuitGuard
+from .screens.dialogs import QuitGuard, RunningQuitGuard
 from .screens.monitor import MonitorScreen
 from .screens.overview import OverviewScreen
 from .screens.runs import RunsScreen
@@ -75,6 +75,15 @@ class WorkspaceState:
         return out
 
 
+SCREENS = [
+    ("overview", "Overview"),
+    ("config", "Config"),
+    ("datasets", "Datasets"),
+    ("monitor", "Monitor"),
+    ("runs", "Runs"),
+]
+
+
 class OptionCommands(Provider):
     """Command palette: type part of an option name to jump to it in the editor."""
 
@@ -93,6 +102,8 @@ class FluxApp(App[int]):
     TITLE = "fluxtui"
     CSS_PATH = [theming.RULES_FILE] if theming.RULES_FILE.exists() else []
     COMMANDS = App.COMMANDS | {OptionCommands}
+    # at 160 columns and more the screens use the room: two columns of fields, a taller log
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (160, "-wide")]
     MODES: ClassVar[dict] = {
         "overview": OverviewScreen,
         "config": ConfigScreen,
@@ -106,6 +117,7 @@ class FluxApp(App[int]):
         Binding("3", "switch_mode('datasets')", "Datasets", id="nav.datasets", show=False),
         Binding("4", "switch_mode('monitor')", "Monitor", id="nav.monitor", show=False),
         Binding("5", "switch_mode('runs')", "Runs", id="nav.runs", show=False),
+        Binding("question_mark", "show_keys", "Keys", id="app.keys", show=False),
         Binding("ctrl+t", "toggle_theme", "Dark/light", id="app.theme", show=False),
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit_now", show=False, priority=True),
@@ -119,7 +131,7 @@ class FluxApp(App[int]):
         watch: bool = True,
         gpu: bool = True,
         runs_interval: float = 1.0,
-        tail_interval: float = 0.25,
+        tail_interval: float = 1.0,
         settings_dir: Path | None = None,
     ):
         super().__init__()
@@ -135,6 +147,7 @@ class FluxApp(App[int]):
         self.theme_problems: list[Problem] = []  # broken user themes, skipped
         self.errors: list[str] = []  # worker failures, newest last (also shown as notifications)
         self._watcher = None
+        self._run_lister = runs.RunLister(workspace)
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -216,9 +229,11 @@ class FluxApp(App[int]):
 
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
     def refresh_runs(self) -> None:
-        all_runs = runs.list_runs(self.workspace)
-        active = next((r for r in reversed(all_runs) if r.active), None)
-        self.post_message(RunsListed(all_runs, active))
+        """One poll of the run registry. Only a change is announced: an idle poll costs a
+        few stats and redraws nothing."""
+        all_runs, active, changed = self._run_lister.poll()
+        if changed:
+            self.post_message(RunsListed(all_runs, active))
 
     @work(thread=True, exclusive=True, group="gpu", exit_on_error=False)
     def sample_gpu(self) -> None:
@@ -395,15 +410,38 @@ class FluxApp(App[int]):
         if editor is not None and editor.dirty:
             self.push_screen(QuitGuard(), self._after_quit_guard)
             return
-        self.exit(0)
+        self._quit_unless_running()
+
+    def _quit_unless_running(self) -> None:
+        active = self.state.active
+        if active is None:
+            self.exit(0)
+            return
+        folder = str(self.workspace.root)
+        try:
+            folder = str(self.workspace.root.relative_to(Path.cwd())) or "."
+        except ValueError:
+            pass
+        self.push_screen(RunningQuitGuard(active.run_id, folder), self._after_running_guard)
+
+    def _after_running_guard(self, choice: str | None) -> None:
+        if choice == "quit":
+            self.exit(0)
 
     async def _after_quit_guard(self, choice: str | None) -> None:
         if choice == "discard":
-            self.exit(0)
+            self._quit_unless_running()
         elif choice == "save":
             editor = self._config_screen()
             if editor is not None and await editor.save_now():
-                self.exit(0)
+                self._quit_unless_running()
+
+    def action_show_keys(self) -> None:
+        """`?`: the keys panel (every binding of the screen with its key), or close it."""
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
 
     def _config_screen(self) -> ConfigScreen | None:
         for screen in self._mode_screens():
@@ -429,9 +467,18 @@ class FluxApp(App[int]):
             screen.follow_run(run_id)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The palette lists every binding of the screen it was opened on, with its key."""
-        yield from super().get_system_commands(screen)
-        seen = {"quit", "command_palette"}
+        """fluxtui's commands, not Textual's generic ones: the screens, every binding of the
+        screen the palette was opened on (start, stop, validate...) with its key, and (typed
+        as "edit <option>") every option of project.toml."""
+        for key, (mode, label) in enumerate(SCREENS, start=1):
+            yield SystemCommand(f"{label} screen", f"key: {key}", partial(self.switch_mode, mode))
+        yield SystemCommand("Keys", "key: ? · every key of this screen", self.action_show_keys)
+        yield SystemCommand("Dark/light", "key: ctrl+t · the dark or the light theme", self.action_toggle_theme)
+        # of Textual's own, only the theme picker (it lists your themes too)
+        yield from (c for c in super().get_system_commands(screen) if c.title == "Theme")
+        yield SystemCommand("Quit", "key: q", self.action_quit)
+        seen = {"quit", "command_palette", "show_keys", "toggle_theme"}
+        seen |= {f"switch_mode('{mode}')" for mode, _label in SCREENS}
         for active in screen.active_bindings.values():
             binding = active.binding
             if not binding.description or binding.action in seen or binding.system:

@@ -59,18 +59,39 @@ class FluxScreen(Screen):
         yield from ()
 
     def on_mount(self) -> None:
+        self._stale = False  # a change came while hidden: redraw on resume
+        self._actions_key: object = None
+        self.redraws = 0  # for tests: how many state changes this screen drew
         self.fapp.state_changed.subscribe(self, self._on_state)
         self._on_state("all")
 
     def on_screen_resume(self) -> None:
+        self._stale = False
         self._on_state("all")
 
     def _on_state(self, topic: str) -> None:
         if not self.is_attached:
             return
+        if not self.is_current and topic != "all":
+            self._stale = True  # hidden screens do not draw; on_screen_resume catches up
+            return
+        self.redraws += 1
         if topic in ("all", "runs", "busy"):
             self.query_one(NavBar).show_run(run_badge(self.state))
         self.on_state(topic)
+        self.refresh_actions()
+
+    def actions_key(self) -> object:
+        """What decides which of this screen's actions are possible; the footer is rebuilt
+        only when it changes (a rebuild on every poll is what froze the TUI before)."""
+        s = self.state
+        return (s.active is not None, bool(s.busy))
+
+    def refresh_actions(self) -> None:
+        key = self.actions_key()
+        if key != self._actions_key:
+            self._actions_key = key
+            self.refresh_bindings()
 
     def on_state(self, topic: str) -> None:
         """Redraw what `topic` (project, datasets, estimate, gpu, runs, busy, change, all) touches."""

@@ -78,6 +78,16 @@ class DatasetsScreen(FluxScreen):
         super().on_mount()
 
     @property
+    def preview_settled(self) -> bool:
+        """The first image of the dataset (or the one picked) is drawn: nothing moves after."""
+        if not self.state.scanned:
+            return False
+        report = self.report
+        if report is None or not report.images:
+            return True
+        return self.image is not None and self.query_one("#ds-image", ImageView).settled
+
+    @property
     def report(self):
         reports = self.state.datasets
         return reports[self.index] if 0 <= self.index < len(reports) else None

@@ -1,9 +1,12 @@
 """The run monitor: progress, loss chart, memory, log, checkpoints and validation images.
 
 It follows the active run (or the newest one), or a run picked on the Runs screen. A worker
-tails the run's events.jsonl and trainer.log by offset; each batch arrives as a message and
-is appended to a RunState. The status line is redrawn at once, the heavier widgets (chart,
-tables, images) on a short timer, so a burst of a million backlog events costs a few draws.
+tails the run's events.jsonl and trainer.log by offset, only while the screen is shown (the
+offsets are kept, so coming back reads just what was appended meanwhile); each batch arrives
+as a message and is appended to a RunState. The status line is redrawn at once; the heavier
+widgets (chart, gauge, tables, images) only when their data changed, coalesced into one
+draw per HEAVY_DELAY, so a burst of a million backlog events costs a few draws and an idle
+run costs none.
 """
 
 from __future__ import annotations
@@ -30,8 +33,18 @@ from ..widgets.loss_chart import LossChart
 from ..widgets.vram_gauge import VramGauge
 from .base import FluxScreen, RunControls
 
-REDRAW_INTERVAL = 0.25
+HEAVY_DELAY = 1.0  # seconds: new data waits at most this long for the gauge, tables, images
+CHART_EVERY = 2.0  # seconds between loss chart draws while steps stream in (the costly one)
 IN_FLIGHT_BATCHES = 2  # batches posted but not yet applied, at most
+
+
+def _machine_ram() -> tuple[float, float] | None:
+    from fluxtui.core.sysmem import machine_ram
+
+    ram = machine_ram()
+    if ram is None or ram.available_gib is None:
+        return None
+    return ram.total_gib - ram.available_gib, ram.total_gib
 
 
 class MonitorScreen(RunControls, FluxScreen):
@@ -53,7 +66,12 @@ class MonitorScreen(RunControls, FluxScreen):
         self.pinned: str | None = None  # a run picked on the Runs screen; None: follow the newest
         self.run_id: str | None = None
         self.current: RunState | None = None
-        self._dirty = False
+        self._dirty: set[str] = set()  # heavy parts with new data: chart, gauge, notes, checkpoints, gallery
+        self._heavy_pending = False
+        self.feed: RunFeed | None = None  # the followed run's offsets, kept while hidden
+        self._feed_lock = threading.Lock()
+        self.heavy_draws = 0  # for tests and the bench
+        self._chart_at = 0.0  # monotonic time of the last chart draw
         # monotonic times, for bench/tail.py: first events on screen, whole backlog read
         self.timings: dict[str, float] = {}
 
@@ -82,7 +100,23 @@ class MonitorScreen(RunControls, FluxScreen):
         table = self.query_one("#mon-checkpoints", DataTable)
         table.add_columns("step", "saved", "took", "size", "folder")
         super().on_mount()
-        self.set_interval(REDRAW_INTERVAL, self._redraw_heavy)
+
+    def on_screen_suspend(self) -> None:
+        self.workers.cancel_group(self, "tail")  # hidden: stop reading the run's files
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        self._start_tail()
+
+    def _start_tail(self) -> None:
+        if self.run_id is not None and self.feed is not None and self.is_current:
+            self.tail_run(self.run_id, self.feed, self.fapp.tail_interval)
+
+    def _mark(self, *parts: str) -> None:
+        self._dirty.update(parts)
+        if not self._heavy_pending:
+            self._heavy_pending = True
+            self.set_timer(HEAVY_DELAY, self._redraw_heavy)
 
     # -- which run --------------------------------------------------------------------------
 
@@ -109,17 +143,24 @@ class MonitorScreen(RunControls, FluxScreen):
         self.timings = {}
         self.query_one(LogView).reset_lines()
         self.query_one("#mon-checkpoints", DataTable).clear()
-        self._dirty = True
+        self._dirty = {"chart", "gauge", "notes", "checkpoints", "gallery"}
+        self.workers.cancel_group(self, "tail")
+        self.feed = RunFeed(self.fapp.workspace.run_dir(run_id)) if run_id else None
         if run_id is None:
+            self._redraw_heavy()
             return
-        self.tail_run(run_id, self.fapp.workspace.run_dir(run_id), self.fapp.tail_interval)
+        self._start_tail()
         self._draw_status()
 
     @work(thread=True, exclusive=True, group="tail", exit_on_error=False)
-    def tail_run(self, run_id: str, run_dir: Path, interval: float) -> None:
-        """Follow one run's files until cancelled (another run picked, or the app closing)."""
+    def tail_run(self, run_id: str, feed: RunFeed, interval: float) -> None:
+        """Follow one run's files until cancelled (another run picked, the screen hidden, or
+        the app closing)."""
         worker = get_current_worker()
-        feed = RunFeed(run_dir)
+        with self._feed_lock:  # a cancelled predecessor may still be finishing its poll
+            self._tail(worker, run_id, feed, interval)
+
+    def _tail(self, worker, run_id: str, feed: RunFeed, interval: float) -> None:
         in_flight = threading.Semaphore(IN_FLIGHT_BATCHES)
         first = True
         while not worker.is_cancelled:
@@ -149,7 +190,10 @@ class MonitorScreen(RunControls, FluxScreen):
         if self.current is None or msg.run_id != self.run_id:
             return  # a late batch from the run we just left
         self.current.apply(msg)
-        self._dirty = True
+        if len(msg.steps) or msg.reset:
+            self._mark("chart", "gauge")
+        if msg.events or msg.reset:
+            self._mark("notes", "checkpoints", "gallery")
         self._draw_status()
         if "first_batch" not in self.timings:
             self._redraw_heavy()  # the first screenful at once, not a timer tick later
@@ -170,12 +214,11 @@ class MonitorScreen(RunControls, FluxScreen):
         if topic in ("all", "runs", "run-started", "busy"):
             self._pick_run()
             self._draw_status()
-            self.refresh_bindings()
             live = self.state.active is not None and self.state.active.run_id == self.run_id
             for button in self.query("#mon-buttons Button"):
                 button.disabled = not live or bool(self.state.busy)
         if topic == "gpu":
-            self._dirty = True
+            self._mark("gauge")
 
     # -- drawing ----------------------------------------------------------------------------
 
@@ -257,15 +300,38 @@ class MonitorScreen(RunControls, FluxScreen):
         crash.update(text)
 
     def _redraw_heavy(self) -> None:
+        self._heavy_pending = False
         if not self._dirty or not self.is_attached:
             return
-        self._dirty = False
+        if not self.is_current:
+            return  # kept dirty: drawn on resume
+        dirty, self._dirty = self._dirty, set()
+        self.heavy_draws += 1
         run = self.current
         chart = self.query_one(LossChart)
         if run is None:
             chart.show_run([], [], [])
             return
-        chart.show_run(run.steps, run.loss, run.smooth)
+        if "chart" in dirty:
+            wait = self._chart_at + CHART_EVERY - time.monotonic()
+            if wait > 0 and not run.loading and "first_batch" in self.timings:
+                self._mark("chart")  # drawn a moment ago: this batch joins the next draw
+            else:
+                chart.show_run(run.steps, run.loss, run.smooth)
+                self._chart_at = time.monotonic()
+        if "gauge" in dirty:
+            self._draw_gauge(run)
+        if "notes" in dirty:
+            notes = Text()
+            for w in run.warnings[-3:]:
+                notes.append(f"! {w.get('message')}\n", style="yellow")
+            self.query_one("#mon-notes", Static).update(notes)
+        if "checkpoints" in dirty:
+            self._draw_checkpoints(run)
+        if "gallery" in dirty and self.run_id:
+            self.query_one(ValidationGallery).show(self.fapp.workspace.run_dir(self.run_id), run.latest_images())
+
+    def _draw_gauge(self, run: RunState) -> None:
         last = run.last or {}
         gpus = self.state.gpus
         g = gpus[0] if gpus else None
@@ -277,14 +343,8 @@ class MonitorScreen(RunControls, FluxScreen):
             history=list(run.memory_mb),
             gpu_name=g.name if g else None,
             util_pct=g.util_pct if g else None,
+            ram=None if g else _machine_ram(),
         )
-        notes = Text()
-        for w in run.warnings[-3:]:
-            notes.append(f"! {w.get('message')}\n", style="yellow")
-        self.query_one("#mon-notes", Static).update(notes)
-        self._draw_checkpoints(run)
-        if self.run_id:
-            self.query_one(ValidationGallery).show(self.fapp.workspace.run_dir(self.run_id), run.latest_images())
 
     def _draw_checkpoints(self, run: RunState) -> None:
         table = self.query_one("#mon-checkpoints", DataTable)

@@ -179,7 +179,6 @@ class OverviewScreen(RunControls, FluxScreen):
             self.query_one("#btn-start", Button).disabled = active or bool(s.busy)
             self.query_one("#btn-stop", Button).disabled = not active or bool(s.busy)
             self.query_one("#btn-restart", Button).disabled = not active or bool(s.busy)
-            self.refresh_bindings()
 
     async def on_problem_list_jump(self, msg: ProblemList.Jump) -> None:
         p = msg.problem

@@ -60,6 +60,19 @@ class ImageView(Container):
     def placeholder_text(self) -> str:
         return f"[image: {self.path.name}]" if self.path else ""
 
+    @property
+    def settled(self) -> bool:
+        """The image asked for is drawn at this widget's final size (snapshot tests wait on
+        it: textual-image renders on the first paint after layout, not when told)."""
+        if not self.children or not self.is_mounted:
+            return False
+        child = self.children[0]
+        if isinstance(child, Static):
+            return True
+        if self.path is None:
+            return child.image is None
+        return getattr(child, "_renderable", None) is not None and child.size == self.content_size and bool(child.size)
+
     def show(self, path: Path | None) -> None:
         self.path = Path(path) if path else None
         if not self.children:

@@ -53,8 +53,8 @@ class ProblemList(OptionList):
             self.add_option(Option(Text("✓ no problems", style="green"), disabled=True))
             return
         self.add_options(Option(problem_text(p), id=str(i)) for i, p in enumerate(ordered))
-        if highlighted is not None and highlighted < len(ordered):
-            self.highlighted = highlighted
+        # the first entry is highlighted from the start, so Enter jumps at once
+        self.highlighted = highlighted if highlighted is not None and highlighted < len(ordered) else 0
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()

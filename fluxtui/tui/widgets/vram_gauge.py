@@ -1,4 +1,5 @@
-"""VRAM in use against the card's size, with a sparkline of the recent allocation."""
+"""Memory in use against what there is: the GPU's VRAM (NVML), or the machine's RAM when
+there is no GPU, with a sparkline of the run's recent allocation."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class VramGauge(Vertical):
         history: Sequence[float],
         gpu_name: str | None = None,
         util_pct: float | None = None,
+        ram: tuple[float, float] | None = None,  # (used, total) GiB of the machine, for no GPU
     ) -> None:
         lines = []
         if total_mb:
@@ -50,9 +52,13 @@ class VramGauge(Vertical):
                 lines.append(gpu_name + (f" · {util_pct:.0f}% busy" if util_pct is not None else ""))
         elif alloc_mb:
             lines.append(f"VRAM {alloc_mb / 1024:.1f} GiB" + (f" peak {peak_mb / 1024:.1f}" if peak_mb else ""))
+        elif ram is not None and ram[1] > 0:
+            used, total = ram
+            lines.append(f"RAM  {bar(used / total, 16)}")
+            lines.append(f"{used:.1f}/{total:.0f} GiB used (machine) · no GPU")
         else:
             lines.append("no GPU: training on the CPU")
         if rss_mb:
-            lines.append(f"RAM {rss_mb:.0f} MB")
+            lines.append(f"trainer RAM {rss_mb:.0f} MB")
         self.query_one("#vram-text", Static).update("\n".join(lines))
         self.query_one(Sparkline).data = list(history)

@@ -1,0 +1,42 @@
+"""The TUI latency bench runs (CI smoke): the real app, a live tiny-random run, every
+number present. No timing asserts: the numbers go in docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FIELDS = [
+    "first_paint_ms",
+    "key_idle_p50_ms",
+    "key_idle_p95_ms",
+    "key_run_p50_ms",
+    "key_run_p95_ms",
+    "cpu_overview_idle_pct",
+    "cpu_overview_run_pct",
+    "cpu_monitor_run_pct",
+    "rss_start_mb",
+    "rss_end_mb",
+]
+
+
+def test_tui_latency_bench_quick_json():
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "tui_latency.py"), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name in FIELDS:
+        assert isinstance(out.get(name), (int, float)) and math.isfinite(out[name]) and out[name] >= 0, name
+    assert out["rss_end_mb"] > 0 and out["key_run_p95_ms"] >= out["key_run_p50_ms"]
