@@ -25,6 +25,7 @@ from .flux_arch import (
     transformer_other_params,
 )
 from .lora_targets import lora_target_linears
+from .lycoris_size import factorization
 
 GIB = 1024**3
 # In the order the trainer goes through them (trainer/loop.py, trainer/caches.py).
@@ -185,28 +186,9 @@ def _component_bytes(size: ModelSize, precision: str, base_bytes: int) -> float:
 # =========================================================================================
 
 
-def _factorization(dimension: int, factor: int = -1) -> tuple[int, int]:
-    """LyCORIS' split of a dimension into m x n with m <= n, m as close to `factor` as divides."""
-    if factor > 0 and dimension % factor == 0:
-        m, n = factor, dimension // factor
-        return (n, m) if m > n else (m, n)
-    if factor < 0:
-        factor = dimension
-    m, n = 1, dimension
-    while m < n:
-        new_m = m + 1
-        while dimension % new_m:
-            new_m += 1
-        new_n = dimension // new_m
-        if new_m + new_n > m + n or new_m > factor:
-            break
-        m, n = new_m, new_n
-    return (n, m) if m > n else (m, n)
-
-
 def _lokr_params(lin: Linear, rank: int, factor: int) -> int:
-    out_m, out_n = _factorization(lin.out_features, factor)
-    in_m, in_n = _factorization(lin.in_features, factor)
+    out_m, out_n = factorization(lin.out_features, factor)
+    in_m, in_n = factorization(lin.in_features, factor)
     w1 = out_m * in_m
     full_w2 = rank >= max(out_n, in_n) / 2  # LyCORIS keeps w2 whole when the rank would not save
     w2 = out_n * in_n if full_w2 else rank * (out_n + in_n)

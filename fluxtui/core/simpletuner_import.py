@@ -258,17 +258,8 @@ def _plan_key(p: Plan, label: str, key: str, raw: Any, defaults: dict, followed:
     if opt.key in PRECISION_KEYS and raw in PRECISION_ALIASES:
         raw = PRECISION_ALIASES[raw]
         stripped = True  # reported as converted
-    try:
-        value = convert(opt, raw)
-    except ConvertError as e:
-        p.rows.append(Row(label, "unknown", name.target, raw, f"cannot be read: {e}"))
-        return
-    if value is None:
-        p.rows.append(Row(label, "dropped", name.target, None, "empty: fluxtui's default applies"))
-        return
-    checked, err = check_value(opt, value)
-    if err:
-        p.rows.append(Row(label, "unknown", name.target, raw, f"{err[0]} ({err[1]})"))
+    checked = _read_value(p, label, opt, name.target, raw, raw)
+    if checked is _REFUSED:
         return
     changed = stripped or not _same(checked, raw)
     note = "`--` stripped" if bare != key else ""
@@ -515,17 +506,8 @@ def _plan_datasets(p: Plan, label: str, value: Any, defaults: dict, copy_dataset
                     )
                 )
                 continue
-            try:
-                value = convert(opt, _expand(raw) if opt.kind == "path" else raw)
-            except ConvertError as e:
-                p.rows.append(Row(src, "unknown", name.target, raw, f"cannot be read: {e}"))
-                continue
-            if value is None:
-                p.rows.append(Row(src, "dropped", name.target, None, "empty: fluxtui's default applies"))
-                continue
-            checked, err = check_value(opt, value)
-            if err:
-                p.rows.append(Row(src, "unknown", name.target, raw, f"{err[0]} ({err[1]})"))
+            checked = _read_value(p, src, opt, name.target, raw, _expand(raw) if opt.kind == "path" else raw)
+            if checked is _REFUSED:
                 continue
             note = "{model_family} expanded" if "{model_family}" in str(raw) else ""
             if key == "instance_data_dir":
@@ -686,3 +668,24 @@ def header(p: Plan) -> str:
         note = f" ({r.note})" if r.note else ""
         lines.append(f"#   {r.source}: {r.fate}{where}{note}".replace("\n", " "))
     return "\n".join(lines) + "\n\n"
+
+
+_REFUSED = object()
+
+
+def _read_value(p, label: str, opt, target: str, raw, text):
+    """The option's value from `text`, or _REFUSED after recording why (unreadable, empty, out of
+    range): every source value goes through the same converter and range check."""
+    try:
+        value = convert(opt, text)
+    except ConvertError as e:
+        p.rows.append(Row(label, "unknown", target, raw, f"cannot be read: {e}"))
+        return _REFUSED
+    if value is None:
+        p.rows.append(Row(label, "dropped", target, None, "empty: fluxtui's default applies"))
+        return _REFUSED
+    checked, err = check_value(opt, value)
+    if err:
+        p.rows.append(Row(label, "unknown", target, raw, f"{err[0]} ({err[1]})"))
+        return _REFUSED
+    return checked
