@@ -19,12 +19,19 @@ def ws(demo_workspace):
 
 
 async def wait_for(pilot, predicate, timeout: float = 60.0, what: str = "the condition") -> None:
-    """Let the app run until `predicate()` holds; fail after `timeout` seconds."""
+    """Let the app run until `predicate()` holds; fail after `timeout` seconds. Pilot's pause
+    gives up after 30 s of a busy screen (WaitForScreenTimeout), which on a loaded machine is
+    no failure of the app: only our own deadline decides."""
+    from textual.pilot import WaitForScreenTimeout
+
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
+        try:
+            await pilot.pause(0.05)
+        except WaitForScreenTimeout:
+            continue
 
 
 async def wait_for_workers(app, timeout: float = 120.0) -> None:
