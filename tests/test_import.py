@@ -465,3 +465,26 @@ def test_export_with_a_missing_lycoris_config_names_it(demo_workspace, tmp_path)
     assert result.returncode == 2 and "lora.lycoris_config" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_kontext_quickstarts_reference_set_without_dataset_type_imports_as_references(tmp_path):
+    """SimpleTuner's Kontext quickstart gives the reference set no dataset_type and sets
+    conditioning_type = "reference_loose" (its default): naming it in conditioning_data is enough."""
+    import tomllib
+
+    src = _stage("kontext", tmp_path)
+    backend = src / "config" / "multidatabackend.json"
+    entries = json.loads(backend.read_text())
+    del entries[1]["dataset_type"]
+    entries[1]["conditioning_type"] = "reference_loose"
+    backend.write_text(json.dumps(entries, indent=2))
+    ws = tmp_path / "ws"
+    result, report = _import(src, ws)
+    assert result.returncode == 0, [r for r in report["rows"] if r["fate"] == "unknown"]
+    (id_row,) = [r for r in report["rows"] if r["source"] == "multidatabackend.json[1].id"]
+    assert 'dataset_type = "conditioning" added' in id_row["note"]
+    refs = [d for d in tomllib.loads((ws / "project.toml").read_text())["datasets"] if d["id"] == "edits-source"]
+    assert refs[0]["dataset_type"] == "conditioning" and refs[0]["conditioning_type"] == "reference_loose"
+    _tiny(ws)
+    check = run_cli("validate", str(ws), "--json")
+    assert check.returncode == 0, [p for p in json.loads(check.stdout)["problems"] if p["severity"] == "error"]

@@ -64,6 +64,7 @@ def test_kontext_trains_on_pairs_and_validates_by_editing_references(tmp_path, t
     ws = kontext_workspace(
         tmp_path / "ws",
         refs=6,
+        table=REFS + 'conditioning_type = "reference_strict"\n',
         settings={
             "model.pretrained_model_name_or_path": str(tiny_model_dir),
             "training.max_train_steps": 2,
@@ -100,7 +101,7 @@ def test_kontext_trains_on_pairs_and_validates_by_editing_references(tmp_path, t
 
 
 def test_loose_references_train_at_their_own_size(tmp_path, tiny_model_dir):
-    table = REFS + 'conditioning_type = "reference_loose"\n'
+    table = REFS  # conditioning_type unset: reference_loose, SimpleTuner's default
     ws = kontext_workspace(
         tmp_path / "ws",
         refs=2,

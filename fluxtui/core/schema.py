@@ -938,10 +938,10 @@ OPTIONS: tuple[Option, ...] = (
         "datasets",
         "conditioning_type",
         "str",
-        "reference_strict",
-        "On a conditioning dataset: reference_strict (each reference is resized and cropped exactly "
-        "like its edit image, so the two align) or reference_loose (sized and cropped by this "
-        "dataset's own resolution and crop options).",
+        "reference_loose",
+        "On a conditioning dataset: reference_loose (SimpleTuner's default: sized and cropped by "
+        "this dataset's own resolution and crop options) or reference_strict (each reference is "
+        "resized and cropped exactly like its edit image, so the two align).",
         choices=CONDITIONING_TYPES,
         resume_safe=False,
     ),

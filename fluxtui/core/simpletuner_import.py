@@ -526,6 +526,31 @@ def _plan_datasets(p: Plan, label: str, value: Any, defaults: dict, copy_dataset
         for key, (_src, value) in defaults.items():
             ds.setdefault(key, value)
         p.datasets.append(ds)
+    _mark_references(p, fname)
+
+
+def _mark_references(p: Plan, fname: str) -> None:
+    """SimpleTuner's Kontext quickstart leaves dataset_type out of the reference set: naming it in
+    an image set's conditioning_data is what makes it one. fluxtui says so in the table."""
+    named = {str(d["conditioning_data"]) for d in p.datasets if isinstance(d.get("conditioning_data"), str)}
+    named |= {
+        str(x) for d in p.datasets if isinstance(d.get("conditioning_data"), list) for x in d["conditioning_data"]
+    }
+    for ds in p.datasets:
+        if str(ds.get("id")) not in named or "dataset_type" in ds:
+            continue
+        ds["dataset_type"] = "conditioning"
+        row = next(
+            (
+                r
+                for r in p.rows
+                if r.source.startswith(f"{fname}[") and r.source.endswith("].id") and str(r.value) == str(ds["id"])
+            ),
+            None,
+        )
+        if row is not None:
+            note = 'dataset_type = "conditioning" added: another dataset names it in conditioning_data'
+            row.note = f"{row.note}; {note}" if row.note else note
 
 
 def _expand(value: Any) -> Any:
