@@ -37,10 +37,15 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 WAIT_MS = 120_000  # a busy 2-core machine: the app and the trainer both start from cold
 
 
-def wait_for_text(page, pattern: str) -> str:
-    """Wait until the terminal's text matches `pattern` (a JS regular expression); return it."""
-    page.wait_for_function(f"new RegExp({pattern!r}).test({SCREEN_TEXT})", timeout=WAIT_MS)
-    return page.evaluate(SCREEN_TEXT)
+def wait_for_text(page, *patterns: str) -> str:
+    """Wait until the terminal's text matches every one of `patterns` (JS regular expressions)
+    at once; return that very text. Reading the screen again afterwards would race the app's
+    next redraw (xterm rebuilds its accessibility rows while it paints)."""
+    tests = " && ".join(f"new RegExp({p!r}).test(t)" for p in patterns)
+    handle = page.wait_for_function(
+        f"(() => {{ const t = {SCREEN_TEXT}; return ({tests}) ? t : false; }})()", timeout=WAIT_MS
+    )
+    return handle.json_value()
 
 
 @pytest.mark.slow
@@ -63,13 +68,13 @@ def test_the_tui_in_a_real_browser(demo_workspace, tmp_path, monkeypatch):
             page = browser.new_page()
             page.on("request", lambda r: requests.append(r.url))
             page.goto(url)
-            text = wait_for_text(page, "Problems:")  # the Overview, drawn
-            assert "Overview" in text and "demo-shapes" in text and "tiny-random" in text
+            text = wait_for_text(page, "Problems:", "demo-shapes", "tiny-random")  # the Overview, drawn
+            assert "Overview" in text
             page.screenshot(path=tmp_path / "1-overview.png")
 
             page.focus(".xterm-helper-textarea")  # where xterm takes its keys
             page.keyboard.press("3")
-            text = wait_for_text(page, "images · \\d+ captioned")
+            text = wait_for_text(page, "images · \\d+ captioned", "000-yellow-circle\\.png")
             assert "000-yellow-circle.png" in text
             page.screenshot(path=tmp_path / "2-datasets.png")
 
@@ -78,7 +83,9 @@ def test_the_tui_in_a_real_browser(demo_workspace, tmp_path, monkeypatch):
             page.keyboard.press("s")  # start a run of the tiny-random model
             text = wait_for_text(page, "run \\d{8}-\\d{6} started")
             page.keyboard.press("4")
-            text = wait_for_text(page, "step [1-9]\\d*/100|completed")
+            text = wait_for_text(
+                page, "step [1-9]\\d*/100|completed", "\\d{8}-\\d{6} (running|completed)", "Log", "Checkpoints"
+            )
             assert re.search(r"\d{8}-\d{6} (running|completed)", text)
             assert "Log" in text and "Checkpoints" in text
             page.screenshot(path=tmp_path / "3-monitor.png")
