@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Button, Footer
+from textual.widgets import Button
 
+from ..widgets.footer import FluxFooter
 from ..widgets.navbar import NavBar
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class FluxScreen(Screen):
     def compose(self) -> ComposeResult:
         yield NavBar(self.MODE)
         yield from self.compose_body()
-        yield Footer()
+        yield FluxFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()
