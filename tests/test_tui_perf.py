@@ -165,3 +165,27 @@ async def test_switching_screens_rebuilds_a_footer_only_when_its_keys_changed(ws
             pilot, lambda: any("Leave field" in k for k in footer_keys(app.screen)), what="esc in the footer"
         )
         assert footers["config"].rebuilds == before["config"] + 1
+
+
+@pytest.mark.asyncio
+async def test_a_screen_shown_again_is_restyled_only_when_the_theme_changed_meanwhile(ws):
+    from textual.color import Color
+
+    app = make_app(ws.root, watch=False, gpu=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state.loaded, what="the project")
+        for key in "123451":
+            await pilot.press(key)
+        config = next(s for s in app._mode_screens() if getattr(s, "MODE", "") == "config")
+        skipped = config.restyles_skipped
+        await pilot.press("2", "1")
+        assert config.restyles_skipped == skipped + 1  # nothing changed: not restyled
+
+        dark_background = config.styles.background
+        app.action_toggle_theme()  # while the config screen is hidden
+        await pilot.pause()
+        await pilot.press("2")
+        await pilot.pause()
+        assert config.restyles_skipped == skipped + 1  # restyled this time
+        assert config.styles.background == Color.parse(app.current_theme.background)
+        assert config.styles.background != dark_background
