@@ -189,3 +189,28 @@ async def test_a_screen_shown_again_is_restyled_only_when_the_theme_changed_mean
         assert config.restyles_skipped == skipped + 1  # restyled this time
         assert config.styles.background == Color.parse(app.current_theme.background)
         assert config.styles.background != dark_background
+
+
+@pytest.mark.asyncio
+async def test_a_screen_shown_again_redraws_only_what_changed_while_hidden(ws):
+    run = FakeTrainer(ws, "20260101-000000")
+    run.steps(5)
+    app = make_app(ws.root, watch=False, gpu=False, runs_interval=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        overview = app.screen
+        await wait_for(pilot, lambda: "step 5" in nav_text(overview), what="step 5 on the badge")
+        await pilot.press("5")
+        await full_polls(pilot, app, 2)  # nothing new while the overview is hidden
+        redraws, skipped = overview.redraws, overview.catchups_skipped
+        await pilot.press("1")
+        await pilot.pause()
+        assert overview.redraws == redraws  # no catch-up work
+        assert overview.catchups_skipped == skipped + 1
+
+        await pilot.press("5")
+        run.steps(3)  # new progress while hidden: drawn when shown again
+        await full_polls(pilot, app, 3)
+        assert "step 8" not in nav_text(overview)
+        await pilot.press("1")
+        await wait_for(pilot, lambda: "step 8" in nav_text(overview), what="step 8 after the switch back")
+        assert overview.catchups_skipped == skipped + 1

@@ -90,8 +90,13 @@ class FluxScreen(Screen):
         self._on_state("all")
 
     def on_screen_resume(self) -> None:
+        if not self._stale:
+            self.catchups_skipped += 1  # nothing was announced while hidden: all still drawn
+            return
         self._stale = False
         self._on_state("all")
+
+    catchups_skipped = 0  # for tests: resumes with nothing to redraw
 
     def _on_state(self, topic: str) -> None:
         if not self.is_attached:
