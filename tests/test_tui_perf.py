@@ -11,6 +11,7 @@ from tui_support import wait_for
 from fluxtui.tui.app import make_app
 from fluxtui.tui.screens.monitor import MonitorScreen
 from fluxtui.tui.screens.overview import OverviewScreen
+from fluxtui.tui.widgets.footer import FluxFooter
 
 SIZE = (100, 30)
 
@@ -132,3 +133,84 @@ async def test_without_a_gpu_the_gauge_shows_the_machines_ram(ws):
         await wait_for(pilot, lambda: "GiB used (machine)" in str(gauge.render()), what="the RAM gauge")
         text = str(gauge.render())
         assert text.startswith("RAM") and f"/{ram.total_gib:.0f} GiB" in text and "trainer RAM 500 MB" in text
+
+
+def footer_keys(screen) -> list[str]:
+    return [str(k.description) for k in screen.query("FooterKey")]
+
+
+@pytest.mark.asyncio
+async def test_switching_screens_rebuilds_a_footer_only_when_its_keys_changed(ws):
+    app = make_app(ws.root, watch=False, gpu=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state.loaded, what="the project")
+        for key in "12345":  # visit every screen once: each footer drawn
+            await pilot.press(key)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: "Save" in footer_keys(app.screen), what="the config footer")
+        footers = {s.MODE: s.query_one(FluxFooter) for s in app._mode_screens() if hasattr(s, "MODE")}
+        assert len(footers) == 5
+        before = {mode: f.rebuilds for mode, f in footers.items()}
+        for _ in range(2):
+            for key in "12345":
+                await pilot.press(key)
+        await pilot.press("2")
+        await pilot.pause()
+        assert {mode: f.rebuilds for mode, f in footers.items()} == before  # same keys: nothing remounted
+        assert "Save" in footer_keys(app.screen)
+
+        # Focusing a field changes the keys (esc leaves it): that footer is rebuilt, and shows it.
+        app.screen.query_one("OptionField Input").focus()
+        await wait_for(
+            pilot, lambda: any("Leave field" in k for k in footer_keys(app.screen)), what="esc in the footer"
+        )
+        assert footers["config"].rebuilds == before["config"] + 1
+
+
+@pytest.mark.asyncio
+async def test_a_screen_shown_again_is_restyled_only_when_the_theme_changed_meanwhile(ws):
+    from textual.color import Color
+
+    app = make_app(ws.root, watch=False, gpu=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state.loaded, what="the project")
+        for key in "123451":
+            await pilot.press(key)
+        config = next(s for s in app._mode_screens() if getattr(s, "MODE", "") == "config")
+        skipped = config.restyles_skipped
+        await pilot.press("2", "1")
+        assert config.restyles_skipped == skipped + 1  # nothing changed: not restyled
+
+        dark_background = config.styles.background
+        app.action_toggle_theme()  # while the config screen is hidden
+        await pilot.pause()
+        await pilot.press("2")
+        await pilot.pause()
+        assert config.restyles_skipped == skipped + 1  # restyled this time
+        assert config.styles.background == Color.parse(app.current_theme.background)
+        assert config.styles.background != dark_background
+
+
+@pytest.mark.asyncio
+async def test_a_screen_shown_again_redraws_only_what_changed_while_hidden(ws):
+    run = FakeTrainer(ws, "20260101-000000")
+    run.steps(5)
+    app = make_app(ws.root, watch=False, gpu=False, runs_interval=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        overview = app.screen
+        await wait_for(pilot, lambda: "step 5" in nav_text(overview), what="step 5 on the badge")
+        await pilot.press("5")
+        await full_polls(pilot, app, 2)  # nothing new while the overview is hidden
+        redraws, skipped = overview.redraws, overview.catchups_skipped
+        await pilot.press("1")
+        await pilot.pause()
+        assert overview.redraws == redraws  # no catch-up work
+        assert overview.catchups_skipped == skipped + 1
+
+        await pilot.press("5")
+        run.steps(3)  # new progress while hidden: drawn when shown again
+        await full_polls(pilot, app, 3)
+        assert "step 8" not in nav_text(overview)
+        await pilot.press("1")
+        await wait_for(pilot, lambda: "step 8" in nav_text(overview), what="step 8 after the switch back")
+        assert overview.catchups_skipped == skipped + 1

@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Button, Footer
+from textual.widgets import Button
 
+from ..widgets.footer import FluxFooter
 from ..widgets.navbar import NavBar
 
 if TYPE_CHECKING:
@@ -53,10 +55,32 @@ class FluxScreen(Screen):
     def compose(self) -> ComposeResult:
         yield NavBar(self.MODE)
         yield from self.compose_body()
-        yield Footer()
+        yield FluxFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()
+
+    def post_message(self, message) -> bool:
+        # Textual restyles the whole screen (every widget: the config editor has hundreds) on
+        # each resume. Styles change while hidden only with what the app's pseudo classes
+        # depend on (theme, app focus, colour mode; a CSS change is refreshed by the switch
+        # itself); class and focus changes restyle their widgets at once, hidden or not.
+        if isinstance(message, events.ScreenSuspend):
+            self._suspended_style = self._style_key()
+        elif (
+            isinstance(message, events.ScreenResume)
+            and message.refresh_styles
+            and getattr(self, "_suspended_style", None) == self._style_key()
+        ):
+            message.refresh_styles = False
+            self.restyles_skipped += 1
+        return super().post_message(message)
+
+    def _style_key(self) -> object:
+        app = self.app
+        return (app.theme, frozenset(app.get_pseudo_classes()))
+
+    restyles_skipped = 0  # for tests: resumes that did not restyle the screen
 
     def on_mount(self) -> None:
         self._stale = False  # a change came while hidden: redraw on resume
@@ -66,8 +90,13 @@ class FluxScreen(Screen):
         self._on_state("all")
 
     def on_screen_resume(self) -> None:
+        if not self._stale:
+            self.catchups_skipped += 1  # nothing was announced while hidden: all still drawn
+            return
         self._stale = False
         self._on_state("all")
+
+    catchups_skipped = 0  # for tests: resumes with nothing to redraw
 
     def _on_state(self, topic: str) -> None:
         if not self.is_attached:
