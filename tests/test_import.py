@@ -488,3 +488,31 @@ def test_the_kontext_quickstarts_reference_set_without_dataset_type_imports_as_r
     _tiny(ws)
     check = run_cli("validate", str(ws), "--json")
     assert check.returncode == 0, [p for p in json.loads(check.stdout)["problems"] if p["severity"] == "error"]
+
+
+@pytest.mark.parametrize(
+    "where, key, value",
+    [
+        ("config", "base_model_precision", ["int8-quanto"]),
+        ("config", "lycoris_config", {"algo": "lokr"}),
+        ("config", "learning_rate", None),
+        ("backend", "dataset_type", []),
+        ("backend", "conditioning_type", ["reference_loose"]),
+        ("backend", "resolution", {"px": 512}),
+    ],
+)
+def test_values_of_the_wrong_shape_are_rows_or_messages_never_tracebacks(where, key, value, tmp_path):
+    src = _stage("kontext", tmp_path)
+    path = src / "config" / ("config.json" if where == "config" else "multidatabackend.json")
+    doc = json.loads(path.read_text().replace(",\n}", "\n}"))
+    if where == "config":
+        doc[key] = value
+    else:
+        doc[1][key] = value
+    path.write_text(json.dumps(doc))
+    result = run_cli("import", str(src), str(tmp_path / "ws"), "--json")
+    assert result.returncode in (0, 1, 2), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    if result.returncode == 2:
+        said = result.stdout + result.stderr
+        assert path.name in said or key in said  # names the file or the key

@@ -380,7 +380,7 @@ def check_value(opt: Option, value: Any) -> tuple[Any, tuple[str, str] | None]:
                     'name one id, e.g. `conditioning_data = "my-references"`',
                 )
             value = value[0]
-        if opt.key == "conditioning_type" and value in CONDITIONING_TYPES_REFUSED:
+        if opt.key == "conditioning_type" and isinstance(value, str) and value in CONDITIONING_TYPES_REFUSED:
             return None, (
                 f'"{value}" is not supported by fluxtui: {CONDITIONING_TYPES_REFUSED[value]}',
                 'use "reference_strict" or "reference_loose" (Kontext reference images)',

@@ -255,7 +255,7 @@ def _plan_key(p: Plan, label: str, key: str, raw: Any, defaults: dict, followed:
         p.rows.append(_fixed_value_row(label, name, raw))
         return
     opt = BY_DOTTED[name.target]
-    if opt.key in PRECISION_KEYS and raw in PRECISION_ALIASES:
+    if opt.key in PRECISION_KEYS and isinstance(raw, str) and raw in PRECISION_ALIASES:
         raw = PRECISION_ALIASES[raw]
         stripped = True  # reported as converted
     checked = _read_value(p, label, opt, name.target, raw, raw)
@@ -439,7 +439,7 @@ def _plan_datasets(p: Plan, label: str, value: Any, defaults: dict, copy_dataset
             raise ImportProblem(f"{found}: entry {i} is not a JSON object")
         prefix = f"{fname}[{i}]"
         kind = entry.get("dataset_type", "image")
-        if kind in DATASET_TYPE_DROPPED:
+        if isinstance(kind, str) and kind in DATASET_TYPE_DROPPED:
             for key, raw in entry.items():
                 row = Row(f"{prefix}.{key}", "dropped", value=raw, note=DATASET_TYPE_DROPPED[kind])
                 if kind == "text_embeds" and key in ("cache_dir", "write_batch_size") and not text_cache_set:
