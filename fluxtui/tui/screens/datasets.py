@@ -135,7 +135,9 @@ class DatasetsScreen(FluxScreen):
         table.add_column("file", width=min(28, max([4, *map(len, names)])))
         table.add_column("size", width=max([4, *(len(f"{i.width}x{i.height}") for i in report.images)]))
         table.add_column("bucket", width=max([6, *(len(f"{i.target[0]}x{i.target[1]}") for i in report.images)]))
-        table.add_column("caption")
+        # explicit like the others: an auto width raced the first paint (drawn at the label's width)
+        shown = [(i.captions[0] if i.captions else "")[:60] for i in report.images]
+        table.add_column("caption", width=max([7, *map(len, shown)]))
         for i, img in enumerate(report.images):
             caption = img.captions[0] if img.captions else ""
             table.add_row(
