@@ -310,11 +310,17 @@ def _locate(p: Plan, value: str) -> Path | None:
     return None
 
 
-def _copy_json(p: Plan, label: str, value: str, dest: str) -> str | None:
+def _followed_json(p: Plan, label: str, value: Any) -> tuple[Path, Any]:
+    """A file the config names (relative to SimpleTuner's folder or the config's), parsed:
+    missing or broken JSON is bad input now, not at the first run."""
     found = _locate(p, value)
     if found is None:
         raise ImportProblem(f"{label} = {value!r}: no such file in {p.workdir} or {p.source.parent}")
-    _json(found, _read_text(found))  # broken JSON is bad input now, not at the first run
+    return found, _json(found, _read_text(found))
+
+
+def _copy_json(p: Plan, label: str, value: str, dest: str) -> str | None:
+    found, _ = _followed_json(p, label, value)
     p.copies[dest] = found
     return dest
 
@@ -324,10 +330,7 @@ def _plan_lycoris(p: Plan, label: str, value: Any) -> None:
     same way. Keys fluxtui's check refuses are left out of the copy, each row saying why."""
     data, found = value, None
     if not isinstance(value, dict):
-        found = _locate(p, value)
-        if found is None:
-            raise ImportProblem(f"{label} = {value!r}: no such file in {p.workdir} or {p.source.parent}")
-        data = _json(found, _read_text(found))
+        found, data = _followed_json(p, label, value)
     if not isinstance(data, dict):
         raise ImportProblem(f"{label}: a lycoris config must be a JSON object")
     missing = lycoris_config.problems({k: data[k] for k in lycoris_config.REQUIRED if k in data})
@@ -425,10 +428,7 @@ def _strict_json(path: Path) -> bool:
 
 
 def _plan_datasets(p: Plan, label: str, value: Any, defaults: dict, copy_datasets: bool) -> None:
-    found = _locate(p, value)
-    if found is None:
-        raise ImportProblem(f"{label} = {value!r}: no such file in {p.workdir} or {p.source.parent}")
-    entries = _json(found, _read_text(found))
+    found, entries = _followed_json(p, label, value)
     if not isinstance(entries, list):
         raise ImportProblem(f"{found}: a multidatabackend file is a JSON list of dataset entries")
     fname = found.name
