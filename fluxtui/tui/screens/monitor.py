@@ -21,7 +21,8 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, DataTable, ProgressBar, Static, TabbedContent, TabPane
+from textual.timer import Timer
+from textual.widgets import Button, DataTable, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from ..messages import EventsBatch, LogLines
@@ -30,11 +31,14 @@ from ..tail import RunFeed
 from ..widgets.image_view import ValidationGallery
 from ..widgets.log_view import LogView
 from ..widgets.loss_chart import LossChart
+from ..widgets.progress_line import ProgressLine
+from ..widgets.text_update import show_text
 from ..widgets.vram_gauge import VramGauge
 from .base import FluxScreen, RunControls
 
-HEAVY_DELAY = 1.0  # seconds: new data waits at most this long for the gauge, tables, images
+HEAVY_DELAY = 1.0  # seconds: a backlog being read waits this long for the gauge, tables, images
 CHART_EVERY = 2.0  # seconds between loss chart draws while steps stream in (the costly one)
+CHART_SLACK = 0.3  # a chart due this soon is drawn with the batch at hand (one frame, not two)
 IN_FLIGHT_BATCHES = 2  # batches posted but not yet applied, at most
 
 
@@ -67,7 +71,7 @@ class MonitorScreen(RunControls, FluxScreen):
         self.run_id: str | None = None
         self.current: RunState | None = None
         self._dirty: set[str] = set()  # heavy parts with new data: chart, gauge, notes, checkpoints, gallery
-        self._heavy_pending = False
+        self._heavy_timer: Timer | None = None
         self.feed: RunFeed | None = None  # the followed run's offsets, kept while hidden
         self._feed_lock = threading.Lock()
         self.heavy_draws = 0  # for tests and the bench
@@ -77,7 +81,7 @@ class MonitorScreen(RunControls, FluxScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static("no run yet: press s to start training", id="mon-status")
-        yield ProgressBar(total=None, show_eta=False, id="mon-progress")
+        yield ProgressLine(id="mon-progress")
         yield Static("", id="mon-crash")
         with Horizontal(id="mon-middle"):
             yield LossChart(id="mon-chart")
@@ -112,11 +116,10 @@ class MonitorScreen(RunControls, FluxScreen):
         if self.run_id is not None and self.feed is not None and self.is_current:
             self.tail_run(self.run_id, self.feed, self.fapp.tail_interval)
 
-    def _mark(self, *parts: str) -> None:
+    def _mark(self, *parts: str, delay: float = HEAVY_DELAY) -> None:
         self._dirty.update(parts)
-        if not self._heavy_pending:
-            self._heavy_pending = True
-            self.set_timer(HEAVY_DELAY, self._redraw_heavy)
+        if self._heavy_timer is None:
+            self._heavy_timer = self.set_timer(delay, self._redraw_heavy)
 
     # -- which run --------------------------------------------------------------------------
 
@@ -198,9 +201,11 @@ class MonitorScreen(RunControls, FluxScreen):
         if "first_batch" not in self.timings:
             self._redraw_heavy()  # the first screenful at once, not a timer tick later
             self.timings["first_batch"] = time.monotonic()
-        if not msg.backlog and "history" not in self.timings:
+        if not msg.backlog:
+            # A live run's batch comes about once a tail interval: everything it changed is
+            # drawn now, in the frame that draws the status line and the log.
             self._redraw_heavy()
-            self.timings["history"] = time.monotonic()
+            self.timings.setdefault("history", time.monotonic())
 
     def on_log_lines(self, msg: LogLines) -> None:
         if msg.run_id != self.run_id:
@@ -230,7 +235,7 @@ class MonitorScreen(RunControls, FluxScreen):
         crash = self.query_one("#mon-crash", Static)
         run, info = self.current, self._info()
         if run is None:
-            status.update("no run yet: press s to start training")
+            show_text(status, "no run yet: press s to start training")
             crash.display = False
             return
         total = (info.total_steps if info else None) or None
@@ -257,9 +262,8 @@ class MonitorScreen(RunControls, FluxScreen):
             text.append(f"  [{stage['name']} {stage.get('done', '')}/{stage.get('total', '')}]", style="yellow")
         if run.loading:
             text.append(f"  reading history… {run.events_seen:,} events", style="dim")
-        status.update(text)
-        bar = self.query_one("#mon-progress", ProgressBar)
-        bar.update(total=total, progress=step if total else 0)
+        show_text(status, text)
+        self.query_one(ProgressLine).show(step, total)
         self._draw_crash(crash, run, info)
 
     def _append_progress(self, text: Text, run: RunState, info, total: int | None) -> None:
@@ -297,10 +301,12 @@ class MonitorScreen(RunControls, FluxScreen):
         if tail:
             lines = str(tail).strip().splitlines()[-6:]
             text.append("\n" + "\n".join(lines), style="dim")
-        crash.update(text)
+        show_text(crash, text)
 
     def _redraw_heavy(self) -> None:
-        self._heavy_pending = False
+        if self._heavy_timer is not None:
+            self._heavy_timer.stop()
+            self._heavy_timer = None
         if not self._dirty or not self.is_attached:
             return
         if not self.is_current:
@@ -314,8 +320,10 @@ class MonitorScreen(RunControls, FluxScreen):
             return
         if "chart" in dirty:
             wait = self._chart_at + CHART_EVERY - time.monotonic()
-            if wait > 0 and not run.loading and "first_batch" in self.timings:
-                self._mark("chart")  # drawn a moment ago: this batch joins the next draw
+            if wait > CHART_SLACK and not run.loading and "first_batch" in self.timings:
+                # drawn a moment ago: the batch that comes when it is due draws it; the timer
+                # is for a run that went quiet meanwhile
+                self._mark("chart", delay=wait + HEAVY_DELAY)
             else:
                 chart.show_run(run.steps, run.loss, run.smooth)
                 self._chart_at = time.monotonic()
@@ -325,7 +333,7 @@ class MonitorScreen(RunControls, FluxScreen):
             notes = Text()
             for w in run.warnings[-3:]:
                 notes.append(f"! {w.get('message')}\n", style="yellow")
-            self.query_one("#mon-notes", Static).update(notes)
+            show_text(self.query_one("#mon-notes", Static), notes)
         if "checkpoints" in dirty:
             self._draw_checkpoints(run)
         if "gallery" in dirty and self.run_id:

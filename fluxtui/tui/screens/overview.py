@@ -14,6 +14,7 @@ from textual.widgets import Button, Static
 from fluxtui.core.schema import FLAVOURS
 
 from ..widgets.problem_list import ProblemList
+from ..widgets.text_update import show_text
 from .base import FluxScreen, RunControls
 
 
@@ -165,16 +166,16 @@ class OverviewScreen(RunControls, FluxScreen):
         s = self.state
         name = self.fapp.workspace.root.name
         if topic in ("all", "project", "datasets"):
-            self.query_one("#ov-project", Static).update(project_summary(s, name))
+            show_text(self.query_one("#ov-project", Static), project_summary(s, name))
             problems = self.query_one(ProblemList)
             problems.show(s.all_problems)
             errors = sum(p.is_error for p in s.all_problems)
             warnings = len(s.all_problems) - errors
             problems.border_title = f"Problems: {errors} errors, {warnings} warnings (enter: go to the key)"
         if topic in ("all", "project", "estimate", "gpu"):
-            self.query_one("#ov-memory", Static).update(memory_summary(s))
+            show_text(self.query_one("#ov-memory", Static), memory_summary(s))
         if topic in ("all", "runs", "busy", "change"):
-            self.query_one("#ov-run", Static).update(run_summary(s))
+            show_text(self.query_one("#ov-run", Static), run_summary(s))
             active = s.active is not None
             self.query_one("#btn-start", Button).disabled = active or bool(s.busy)
             self.query_one("#btn-stop", Button).disabled = not active or bool(s.busy)

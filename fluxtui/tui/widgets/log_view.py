@@ -12,6 +12,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Input, Log, Static
 
+from .text_update import show_text
+
 MAX_LINES = 20_000  # what the view holds; older lines stay in the file (`fluxtui logs`)
 
 
@@ -166,4 +168,4 @@ class LogView(Vertical):
             else:
                 parts.append("no match")
         parts.append(f"{self.log_widget.line_count} lines")
-        self.query_one("#log-status", Static).update(" · ".join(parts))
+        show_text(self.query_one("#log-status", Static), " · ".join(parts))

@@ -90,6 +90,15 @@ class LossChart(PlotWidget, can_focus=False):
         self.plot(x, y, line_style=self._colour("loss-raw"), hires_mode=HiResMode.BRAILLE, label="loss")
         self.plot(x, ys, line_style=self._colour("loss-smooth"), hires_mode=HiResMode.BRAILLE, label="smoothed")
         self.points_drawn = len(steps)
+        self._draw_now()
+
+    def _draw_now(self) -> None:
+        """Draw the curves onto the canvases now, not in PlotWidget.render: there, the canvases
+        change during a frame and repaint in one more whole-screen frame after it (a chart
+        update cost two frames). A pending canvas resize is left to render, which does it."""
+        if getattr(self, "_needs_rerender", False) and not getattr(self, "_needs_canvas_resize", True):
+            self._render_plot()
+            self._needs_rerender = False
 
     def _set_limits(self, xs: np.ndarray, ys: np.ndarray) -> None:
         ys = ys[np.isfinite(ys)]
@@ -111,3 +120,4 @@ class LossChart(PlotWidget, can_focus=False):
             self.plot(x, y, line_style=colours[i % len(colours)], hires_mode=HiResMode.BRAILLE, label=label)
         self.show_legend(is_visible=bool(curves))
         self.points_drawn = sum(len(steps) for _label, steps, _values in curves)
+        self._draw_now()

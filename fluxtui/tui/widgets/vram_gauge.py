@@ -9,6 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
+from .text_update import show_text
+
 
 def bar(fraction: float, width: int) -> str:
     fraction = min(max(fraction, 0.0), 1.0)
@@ -60,5 +62,7 @@ class VramGauge(Vertical):
             lines.append("no GPU: training on the CPU")
         if rss_mb:
             lines.append(f"trainer RAM {rss_mb:.0f} MB")
-        self.query_one("#vram-text", Static).update("\n".join(lines))
-        self.query_one(Sparkline).data = list(history)
+        show_text(self.query_one("#vram-text", Static), "\n".join(lines))
+        spark = self.query_one(Sparkline)
+        if list(spark.data or []) != list(history):
+            spark.data = list(history)
