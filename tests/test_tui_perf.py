@@ -199,6 +199,8 @@ async def test_a_screen_shown_again_redraws_only_what_changed_while_hidden(ws):
     async with app.run_test(size=SIZE) as pilot:
         overview = app.screen
         await wait_for(pilot, lambda: "step 5" in nav_text(overview), what="step 5 on the badge")
+        # the project, its datasets and its estimate arrive on their own; all of them first
+        await wait_for(pilot, lambda: app.state.scanned and app.state.estimate is not None, what="the estimate")
         await pilot.press("5")
         await full_polls(pilot, app, 2)  # nothing new while the overview is hidden
         redraws, skipped = overview.redraws, overview.catchups_skipped

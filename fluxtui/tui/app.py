@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -37,12 +37,11 @@ from .messages import (
     RunCommandDone,
     RunsListed,
 )
-from .screens.config import ConfigScreen
-from .screens.datasets import DatasetsScreen
+from .modes import MODES, SCREENS, InstantSwitch, screen_class
 from .screens.dialogs import QuitGuard, RunningQuitGuard
-from .screens.monitor import MonitorScreen
-from .screens.overview import OverviewScreen
-from .screens.runs import RunsScreen
+
+if TYPE_CHECKING:
+    from .screens.config import ConfigScreen
 
 
 @dataclass
@@ -75,15 +74,6 @@ class WorkspaceState:
         return out
 
 
-SCREENS = [
-    ("overview", "Overview"),
-    ("config", "Config"),
-    ("datasets", "Datasets"),
-    ("monitor", "Monitor"),
-    ("runs", "Runs"),
-]
-
-
 class OptionCommands(Provider):
     """Command palette: type part of an option name to jump to it in the editor."""
 
@@ -98,19 +88,13 @@ class OptionCommands(Provider):
                 yield Hit(score, matcher.highlight(f"edit {name}"), partial(app.jump_to_key, name), help=opt.help)
 
 
-class FluxApp(App[int]):
+class FluxApp(InstantSwitch, App[int]):
     TITLE = "fluxtui"
     CSS_PATH = [theming.RULES_FILE] if theming.RULES_FILE.exists() else []
     COMMANDS = App.COMMANDS | {OptionCommands}
     # at 160 columns and more the screens use the room: two columns of fields, a taller log
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (160, "-wide")]
-    MODES: ClassVar[dict] = {
-        "overview": OverviewScreen,
-        "config": ConfigScreen,
-        "datasets": DatasetsScreen,
-        "monitor": MonitorScreen,
-        "runs": RunsScreen,
-    }
+    MODES: ClassVar[dict] = MODES
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("1", "switch_mode('overview')", "Overview", id="nav.overview", show=False),
         Binding("2", "switch_mode('config')", "Config", id="nav.config", show=False),
@@ -173,6 +157,9 @@ class FluxApp(App[int]):
             self.set_interval(2.0, self.sample_gpu)
         if self.watch_files:
             self.start_watcher()
+
+    def on_ready(self) -> None:
+        self.preload_screens()  # the first frame is out: the other screens can load now
 
     def register_themes(self) -> None:
         """The built-in themes, then yours (config folder, workspace); a broken one is
@@ -444,9 +431,10 @@ class FluxApp(App[int]):
             self.action_show_help_panel()
 
     def _config_screen(self) -> ConfigScreen | None:
+        # by its mode, not its class: asking for the class would import the editor at start-up
         for screen in self._mode_screens():
-            if isinstance(screen, ConfigScreen):
-                return screen
+            if getattr(screen, "MODE", "") == "config":
+                return screen  # type: ignore[return-value]
         return None
 
     def _mode_screens(self) -> Iterable[Screen]:
@@ -457,20 +445,20 @@ class FluxApp(App[int]):
         """Show the option in the config editor (a problem's key, or a palette hit)."""
         await self.switch_mode("config")
         screen = self.screen
-        if isinstance(screen, ConfigScreen):
+        if isinstance(screen, screen_class("config")):
             screen.focus_key(dotted, line)
 
     async def show_run(self, run_id: str) -> None:
         await self.switch_mode("monitor")
         screen = self.screen
-        if isinstance(screen, MonitorScreen):
+        if isinstance(screen, screen_class("monitor")):
             screen.follow_run(run_id)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """fluxtui's commands, not Textual's generic ones: the screens, every binding of the
         screen the palette was opened on (start, stop, validate...) with its key, and (typed
         as "edit <option>") every option of project.toml."""
-        for key, (mode, label) in enumerate(SCREENS, start=1):
+        for mode, key, label, *_where in SCREENS:
             yield SystemCommand(f"{label} screen", f"key: {key}", partial(self.switch_mode, mode))
         yield SystemCommand("Keys", "key: ? · every key of this screen", self.action_show_keys)
         yield SystemCommand("Dark/light", "key: ctrl+t · the dark or the light theme", self.action_toggle_theme)
@@ -478,7 +466,7 @@ class FluxApp(App[int]):
         yield from (c for c in super().get_system_commands(screen) if c.title == "Theme")
         yield SystemCommand("Quit", "key: q", self.action_quit)
         seen = {"quit", "command_palette", "show_keys", "toggle_theme"}
-        seen |= {f"switch_mode('{mode}')" for mode, _label in SCREENS}
+        seen |= {f"switch_mode('{mode}')" for mode, *_rest in SCREENS}
         for active in screen.active_bindings.values():
             binding = active.binding
             if not binding.description or binding.action in seen or binding.system:

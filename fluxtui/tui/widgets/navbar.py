@@ -8,13 +8,8 @@ from textual.containers import Horizontal
 from textual.events import Click
 from textual.widgets import Static
 
-SCREENS = (
-    ("overview", "1", "Overview"),
-    ("config", "2", "Config"),
-    ("datasets", "3", "Datasets"),
-    ("monitor", "4", "Monitor"),
-    ("runs", "5", "Runs"),
-)
+from ..modes import SCREENS
+from .text_update import show_text
 
 
 class NavBar(Horizontal):
@@ -38,20 +33,20 @@ class NavBar(Horizontal):
 
     def _tabs(self) -> Text:
         text = Text()
-        for mode, key, label in SCREENS:
+        for mode, key, label, *_where in SCREENS:
             style = "bold reverse" if mode == self.current else ""
             text.append(f" {key} ", style="bold " + style)
             text.append(f"{label} ", style=style)
         return text
 
     def show_run(self, text: str | Text) -> None:
-        self.query_one("#nav-run", Static).update(text)
+        show_text(self.query_one("#nav-run", Static), text)
 
     def on_click(self, event: Click) -> None:
         # Clicking a tab label switches to it (mouse is optional; keys 1-5 do the same).
         offset = event.screen_x - self.query_one("#nav-tabs").region.x
         pos = 0
-        for mode, key, label in SCREENS:
+        for mode, key, label, *_where in SCREENS:
             width = len(f" {key} ") + len(f"{label} ")
             if pos <= offset < pos + width:
                 self.app.switch_mode(mode)
