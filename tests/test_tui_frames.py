@@ -150,3 +150,24 @@ def test_screen_modules_are_imported_after_the_first_frame_not_before(ws):
     assert "overview" in seen["first"] and not later & set(seen["first"])
     assert later <= set(seen["later"])  # then the rest, in the background
     assert seen["mode"] == "overview"
+
+
+@pytest.mark.asyncio
+async def test_memory_samples_do_not_redraw_the_empty_chart_of_a_monitor_without_a_run(ws):
+    from fluxtui.tui.widgets.loss_chart import LossChart
+
+    app = make_app(ws.root, watch=False, gpu=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.state.loaded, what="the project")
+        await pilot.press("4")
+        await wait_for(pilot, lambda: app.current_mode == "monitor", what="the monitor")
+        monitor = app.screen
+        chart = monitor.query_one(LossChart)
+        clears = []
+        original = chart.clear
+        chart.clear = lambda *a, **k: (clears.append(1), original(*a, **k))[1]
+        for _ in range(3):  # what the memory sampler announces every 2 s
+            draws = monitor.heavy_draws
+            app.state_changed.publish("gpu")
+            await wait_for(pilot, lambda draws=draws: monitor.heavy_draws > draws, what="the heavy draw")
+        assert clears == []

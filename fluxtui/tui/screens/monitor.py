@@ -316,7 +316,8 @@ class MonitorScreen(RunControls, FluxScreen):
         run = self.current
         chart = self.query_one(LossChart)
         if run is None:
-            chart.show_run([], [], [])
+            if chart.points_drawn:  # an empty chart cleared again is a frame for nothing
+                chart.show_run([], [], [])
             return
         if "chart" in dirty:
             wait = self._chart_at + CHART_EVERY - time.monotonic()
