@@ -257,11 +257,13 @@ def bench(args) -> dict:
     from fluxtui.core import runs
 
     size = tuple(int(v) for v in args.size.lower().split("x"))
-    out: dict = {"size": list(size), "rounds": args.rounds}
+    out: dict = {"size": list(size), "rounds": args.rounds, "trainer_threads": args.trainer_threads or None}
     with tempfile.TemporaryDirectory(prefix="fluxtui-tmux-bench-") as tmp:
         tmp = Path(tmp)
         root = make_workspace(tmp)
         env = ["env", "-u", "NO_COLOR", f"XDG_CONFIG_HOME={tmp / 'xdg'}", "HF_HUB_OFFLINE=1", f"PYTHONPATH={ROOT}"]
+        if args.trainer_threads:  # the trainer inherits it: leaves the TUI a core of its own
+            env += [f"OMP_NUM_THREADS={args.trainer_threads}"]
         command = shlex.join([*env, sys.executable, "-m", "fluxtui.cli", str(root)])
         pane = Pane("exec " + command, size, root, tmp / "tmux.conf")
         run_id = None
@@ -343,6 +345,9 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--soak", type=float, default=0.0, metavar="MINUTES", help="keep it open this long with a run")
     ap.add_argument("--window", type=float, default=10.0, help="seconds per idle CPU window")
+    ap.add_argument(
+        "--trainer-threads", type=int, default=0, help="OMP_NUM_THREADS for the tiny trainer (0: its default)"
+    )
     args = ap.parse_args()
     if shutil.which("tmux") is None:
         raise SystemExit("bench: needs tmux")
