@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import report  # bench/report.py: the script's folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -160,11 +161,7 @@ def main() -> int:
     ap.add_argument("--window", type=float, default=10.0, help="seconds per idle CPU window")
     args = ap.parse_args()
     out = asyncio.run(bench(args))
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for k, v in out.items():
-            print(f"{k:24} {v:.1f}" if isinstance(v, float) else f"{k:24} {v}")
+    report.emit(out, args.json)
     return 0
 
 

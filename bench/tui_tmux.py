@@ -39,6 +39,8 @@ import threading
 import time
 from pathlib import Path
 
+import report  # bench/report.py: the script's folder is on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -352,11 +354,7 @@ def main() -> int:
     if shutil.which("tmux") is None:
         raise SystemExit("bench: needs tmux")
     out = bench(args)
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for k, v in out.items():
-            print(f"{k:26} {v:.1f}" if isinstance(v, float) else f"{k:26} {v}")
+    report.emit(out, args.json)
     return 0
 
 

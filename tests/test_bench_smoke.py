@@ -29,19 +29,27 @@ FIELDS = [
 ]
 
 
-def test_tui_latency_bench_quick_json():
+def run_bench(script: str, *args: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "tui_latency.py"), "--quick", "--json"],
+        [sys.executable, str(ROOT / "bench" / script), *args, "--json"],
         capture_output=True,
         text=True,
         env=env,
         timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    for name in FIELDS:
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def assert_numbers(out: dict, fields: list[str]) -> None:
+    for name in fields:
         assert isinstance(out.get(name), (int, float)) and math.isfinite(out[name]) and out[name] >= 0, name
+
+
+def test_tui_latency_bench_quick_json():
+    out = run_bench("tui_latency.py", "--quick")
+    assert_numbers(out, FIELDS)
     assert out["rss_end_mb"] > 0 and out["key_run_p95_ms"] >= out["key_run_p50_ms"]
 
 
@@ -63,17 +71,7 @@ TMUX_FIELDS = [
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 def test_tui_tmux_bench_one_round_json():
     """The terminal bench: `fluxtui DIR` in a real tmux pane, keys timed by the frames tmux saw."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "tui_tmux.py"), "--rounds", "1", "--window", "2", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    for name in TMUX_FIELDS:
-        assert isinstance(out.get(name), (int, float)) and math.isfinite(out[name]) and out[name] >= 0, name
+    out = run_bench("tui_tmux.py", "--rounds", "1", "--window", "2")
+    assert_numbers(out, TMUX_FIELDS)
     assert out["key_run_p95_ms"] >= out["key_run_p50_ms"] > 0
     assert set(out["key_idle_median_by_screen"]) == {"1", "2", "3", "4", "5"}
