@@ -171,3 +171,20 @@ async def test_memory_samples_do_not_redraw_the_empty_chart_of_a_monitor_without
             app.state_changed.publish("gpu")
             await wait_for(pilot, lambda draws=draws: monitor.heavy_draws > draws, what="the heavy draw")
         assert clears == []
+
+
+@pytest.mark.asyncio
+async def test_the_mounted_screens_are_frozen_out_of_the_cyclic_collector(ws):
+    import gc
+
+    from fluxtui.tui import modes
+
+    app = make_app(ws.root, watch=False, gpu=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.state.loaded, what="the project")
+        before = modes.frozen
+        await pilot.press("2")
+        await wait_for(pilot, lambda: modes.frozen > before, what="the new screen frozen")
+        screen = app.screen
+        assert gc.get_freeze_count() > 0
+        assert not any(o is screen for o in gc.get_objects())  # out of every generation
