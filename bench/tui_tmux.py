@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import report  # bench/report.py: the script's folder is on sys.path
+from tui_latency import make_workspace  # the same workspace as the Pilot bench
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -242,17 +243,6 @@ def trainer_step(run_dir: Path) -> int:
             if ev.get("type") == "step":
                 return int(ev.get("step", 0))
     return 0
-
-
-def make_workspace(folder: Path) -> Path:
-    from fluxtui.core import config, workspace
-
-    root = workspace.init(folder / "ws", demo=True).root
-    config.set_values(
-        root / "project.toml",
-        {"training.max_train_steps": 100000, "training.checkpointing_steps": 0, "validation.validation_steps": 0},
-    )
-    return root
 
 
 def bench(args) -> dict:
