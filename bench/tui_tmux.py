@@ -25,7 +25,6 @@ No timing asserts anywhere: the numbers go in docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import queue
 import re
@@ -40,7 +39,7 @@ import time
 from pathlib import Path
 
 import report  # bench/report.py: the script's folder is on sys.path
-from tui_latency import make_workspace  # the same workspace as the Pilot bench
+from tui_latency import make_workspace, pct  # the same workspace and percentile as the Pilot bench
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -57,11 +56,6 @@ MARKERS = {
 ORDER = ["2", "3", "4", "5", "1"]  # from the Overview, where the app starts
 TOP_ROWS = 4
 CLK = os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
 
 
 class Pane:
@@ -226,25 +220,6 @@ def count_frames(pane: Pane) -> int:
         last = t
 
 
-def trainer_step(run_dir: Path) -> int:
-    """The newest step the trainer wrote (the events file's last step event)."""
-    try:
-        with open(run_dir / "events.jsonl", "rb") as f:
-            f.seek(max(0, f.seek(0, 2) - 65536))
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return 0
-    for line in reversed(lines):
-        if '"step"' in line:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if ev.get("type") == "step":
-                return int(ev.get("step", 0))
-    return 0
-
-
 def bench(args) -> dict:
     from fluxtui.core import runs
 
@@ -299,7 +274,7 @@ def bench(args) -> dict:
 
 
 def soak(pane: Pane, root: Path, run_id: str | None, args) -> dict:
-    from fluxtui.core.workspace import Workspace
+    from fluxtui.core import runs
 
     rss, lags = [pane.rss_mb()], []
     end = time.monotonic() + args.soak * 60
@@ -314,7 +289,7 @@ def soak(pane: Pane, root: Path, run_id: str | None, args) -> dict:
                 switch(pane, "4")
                 time.sleep(3)  # the monitor's coalesced redraw
                 shown = re.search(r"step (\d+)/", pane.screen())
-                wrote = trainer_step(Workspace.at(root).run_dir(run_id))
+                wrote = runs.get_run(root, run_id).step or 0
                 if shown:
                     lags.append(wrote - int(shown[1]))
             print(f"soak: {len(rss) - 1} min, rss {rss[-1]:.1f} MB, step lag {lags[-1:]}", file=sys.stderr)
