@@ -3,18 +3,21 @@ curves overlaid; a run opened in the monitor."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from textual.widgets import DataTable
 from tui_support import wait_for
 
 from fluxtui.core import estimate, workspace
+from fluxtui.core import events as events_module
 from fluxtui.core.config import load
 from fluxtui.core.events import EventWriter
 from fluxtui.core.gpu import GpuSample
 from fluxtui.tui.app import WorkspaceState, make_app
 from fluxtui.tui.screens.monitor import MonitorScreen
 from fluxtui.tui.screens.overview import memory_summary
-from fluxtui.tui.screens.runs import RunsScreen
+from fluxtui.tui.screens.runs import CurveReader, RunsScreen
 from fluxtui.tui.widgets.loss_chart import LossChart
 
 
@@ -41,8 +44,6 @@ def finished_run(ws, run_id: str, steps: int, scale: float, t0: float) -> None:
     events.close()
     # fixed times, so the durations do not depend on the clock
     lines = (folder / "events.jsonl").read_text().splitlines()
-    import json
-
     fixed = []
     for i, line in enumerate(lines):
         e = json.loads(line)
@@ -76,6 +77,57 @@ async def test_history_and_two_curves_overlaid(ws):
         await wait_for(pilot, lambda: monitor.current is not None and monitor.current.step == 40)
         await pilot.press("f")  # back to following the newest
         await wait_for(pilot, lambda: monitor.run_id == "20260102-000000")
+
+
+def append_steps(ws, run_id: str, first: int, count: int) -> None:
+    with open(ws.run_dir(run_id) / "events.jsonl", "a") as f:
+        for step in range(first, first + count):
+            f.write(
+                json.dumps({"t": 1_700_000_000 + step, "type": "step", "run": run_id, "step": step, "loss": 1 / step})
+            )
+            f.write("\n")
+
+
+@pytest.mark.asyncio
+async def test_a_growing_run_is_read_once_not_again_on_every_poll(ws, monkeypatch):
+    # The Runs screen asks for the highlighted run's curve on every run poll; a live run's
+    # events.jsonl grows by megabytes an hour, and reading it whole each time is what made
+    # a TUI left open slow down with the run's length.
+    parsed = []
+    poll = events_module.EventReader.poll
+
+    def counting_poll(self):
+        batch = poll(self)
+        parsed.extend(e.get("step") for e in batch if e.get("type") == "step")
+        return batch
+
+    monkeypatch.setattr(events_module.EventReader, "poll", counting_poll)
+    finished_run(ws, "20260101-000000", 300, 1.0, 1_700_000_000)
+    app = make_app(ws.root, watch=False, gpu=False, runs_interval=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("5")
+        screen = app.screen
+        assert isinstance(screen, RunsScreen)
+        await wait_for(pilot, lambda: screen.shown_points == 300, what="the run's curve")
+        for first in (301, 351, 401):  # past the chart's 400 points: downsampled from here
+            append_steps(ws, "20260101-000000", first, 50)
+            last = first + 49
+            await wait_for(pilot, lambda n=last: screen.shown_points == n, what=f"the curve to reach step {last}")
+        assert screen.query_one(LossChart).points_drawn <= 400
+    assert sorted(parsed) == list(range(1, 451))  # every step read once, none again
+
+
+def test_curve_reader_starts_over_when_the_file_is_replaced(ws):
+    finished_run(ws, "20260101-000000", 30, 1.0, 1_700_000_000)
+    reader = CurveReader(ws.run_dir("20260101-000000"))
+    assert reader.read() and len(reader.steps) == 30
+    assert not reader.read()  # nothing new
+    append_steps(ws, "20260101-000000", 31, 5)
+    assert reader.read() and list(reader.steps)[-5:] == [31, 32, 33, 34, 35]
+    path = ws.run_dir("20260101-000000") / "events.jsonl"
+    path.unlink()
+    append_steps(ws, "20260101-000000", 1, 3)  # a new, shorter file (a fresh run in the folder)
+    assert reader.read() and list(reader.steps) == [1, 2, 3]
 
 
 def test_memory_panel_says_when_it_does_not_fit_and_what_would(tmp_path):

@@ -2,38 +2,65 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from array import array
+from collections import OrderedDict
 from typing import ClassVar
 
+import numpy as np
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable, Static
+from textual.worker import get_current_worker
 
 from ..runstate import format_duration
 from ..tail import RunFeed
-from ..widgets.loss_chart import LossChart
+from ..widgets.loss_chart import LossChart, downsample
 from .base import FluxScreen
+
+KEEP_CURVES = 8  # runs whose curve stays in memory, read up to date, while browsing the table
 
 
 class CurvesLoaded(Message):
-    def __init__(self, curves: list[tuple[str, array, array]]) -> None:
+    def __init__(self, curves: list[tuple[str, np.ndarray, np.ndarray]], points: int) -> None:
         super().__init__()
-        self.curves = curves  # (run id, steps, smoothed loss)
+        self.curves = curves  # (run id, steps, smoothed loss), downsampled for the chart
+        self.points = points  # how many steps they hold before downsampling
+
+
+class CurveReader:
+    """One run's smoothed loss, kept up to date by reading only what events.jsonl gained
+    since the last read: a live run's file grows by megabytes an hour, and the Runs screen
+    asks for its curve on every run poll."""
+
+    def __init__(self, run_dir) -> None:
+        self.feed = RunFeed(run_dir)
+        self.steps, self.smooth = array("d"), array("d")
+
+    def read(self) -> bool:
+        """Catch up with the file (in the caller's worker thread); True when the curve changed."""
+        changed = False
+        while True:
+            cols, _events, backlog, reset = self.feed.poll_events()
+            if reset:  # replaced or truncated: start over
+                self.steps, self.smooth = array("d"), array("d")
+                changed = True
+            if len(cols):
+                self.steps.extend(cols.step)
+                self.smooth.extend(cols.smooth)
+                changed = True
+            if not backlog:
+                return changed
 
 
 def read_curve(run_dir) -> tuple[array, array]:
-    """A run's smoothed loss, read in the caller's (worker) thread."""
-    feed = RunFeed(run_dir)
-    steps, smooth = array("d"), array("d")
-    while True:
-        cols, _events, backlog, _reset = feed.poll_events()
-        steps.extend(cols.step)
-        smooth.extend(cols.smooth)
-        if not backlog:
-            return steps, smooth
+    """A run's whole smoothed loss, read in the caller's (worker) thread."""
+    reader = CurveReader(run_dir)
+    reader.read()
+    return reader.steps, reader.smooth
 
 
 class RunsScreen(FluxScreen):
@@ -47,8 +74,11 @@ class RunsScreen(FluxScreen):
     def __init__(self) -> None:
         super().__init__()
         self.marked: list[str] = []
-        self._cache: dict[str, tuple[int, array, array]] = {}  # run id -> (events size, steps, smooth)
+        self._readers: OrderedDict[str, CurveReader] = OrderedDict()  # newest used last
+        self._readers_lock = threading.Lock()  # a cancelled read may still be finishing
+        self._posted: list[str] | None = None  # run ids of the curves last sent to the chart
         self.shown_curves: list[str] = []
+        self.shown_points = 0  # steps in the curves on the chart, before downsampling
 
     def compose_body(self) -> ComposeResult:
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
@@ -124,29 +154,35 @@ class RunsScreen(FluxScreen):
             await self.fapp.show_run(run_id)
 
     def _load_curves(self) -> None:
-        wanted = list(self.marked) or ([self._selected()] if self._selected() else [])
-        if not wanted:
-            self.query_one(LossChart).show_curves([])
-            return
-        self._read_curves(wanted)
+        self._read_curves(list(self.marked) or ([self._selected()] if self._selected() else []))
 
     @work(thread=True, exclusive=True, group="curves", exit_on_error=False)
     def _read_curves(self, run_ids: list[str]) -> None:
-        curves = []
-        for run_id in run_ids:
-            run_dir = self.fapp.workspace.run_dir(run_id)
-            try:
-                size = (run_dir / "events.jsonl").stat().st_size
-            except OSError:
-                size = -1
-            cached = self._cache.get(run_id)
-            if cached is None or cached[0] != size:
-                steps, smooth = read_curve(run_dir)
-                cached = (size, steps, smooth)
-                self._cache[run_id] = cached
-            curves.append((run_id, cached[1], cached[2]))
-        self.post_message(CurvesLoaded(curves))
+        # one read at a time, in order: the last one to post is the one asked for last
+        with self._readers_lock:
+            changed = run_ids != self._posted
+            for run_id in run_ids:
+                reader = self._readers.pop(run_id, None) or CurveReader(self.fapp.workspace.run_dir(run_id))
+                self._readers[run_id] = reader
+                changed = reader.read() or changed
+            while len(self._readers) > KEEP_CURVES:
+                self._readers.popitem(last=False)
+            if not changed:
+                return  # nothing new: no message, no redraw
+            if get_current_worker().is_cancelled:
+                self._posted = None  # read but never shown: the read asked for next posts it
+                return
+            curves = []
+            for run_id in run_ids:
+                reader = self._readers[run_id]
+                # downsampled here, off the UI thread: the chart draws a few hundred points.
+                # Copies: a numpy view would pin the array, and the next read could not grow it.
+                x, y = downsample(reader.steps, reader.smooth)
+                curves.append((run_id, np.array(x), np.array(y)))
+            self._posted = run_ids
+            self.post_message(CurvesLoaded(curves, sum(len(self._readers[r].steps) for r in run_ids)))
 
     def on_curves_loaded(self, msg: CurvesLoaded) -> None:
         self.shown_curves = [c[0] for c in msg.curves]
+        self.shown_points = msg.points
         self.query_one(LossChart).show_curves(msg.curves)
