@@ -380,3 +380,34 @@ def test_a_signal_after_run_end_is_recorded_as_such(tmp_path):
     assert "before it could write run.end" not in record["exit_detail"]
     # a second signal's exit (130) after its own run.end is what it says: no news
     assert supervise.record_exit(run_dir, 130)["exit_detail"] is None
+
+
+STEP_STATS = {"grad_norm": 0.1, "samples_per_s": 1.0, "vram_alloc_mb": 0.0, "vram_peak_mb": 0.0, "rss_mb": 1.0}
+
+
+def test_summary_of_a_long_run_reads_its_head_and_tail_and_survives_a_half_written_line(tmp_path):
+    # a run list polls every second: only the head and tail are read, and of a long run's
+    # step lines only the newest is parsed
+    path = tmp_path / "events.jsonl"
+    w = ev.EventWriter(path, "r")
+    w.emit("run.start", pid=1, world_size=1, config_hash="x", resumed_from=None, fluxtui_version="t")
+    w.emit("stage", name="train", done=0, total=9000)
+    for step in range(1, 6001):
+        w.emit("step", step=step, epoch=1, loss=1 / step, lr=1e-3, **STEP_STATS)
+        if step == 5990:
+            w.emit("checkpoint", step=step, path="checkpoints/step-5990", seconds=1.0, removed=[])
+    w.close()
+    with open(path, "ab") as f:
+        f.write(b'{"t": 1, "type": "step", "step": 6001, "lo')  # the trainer is mid-write
+    assert path.stat().st_size > (1 << 16) + (1 << 18)  # head and tail, not the whole file
+    s = runs._summarise(path)
+    assert s.start["type"] == "run.start" and s.train_total == 9000
+    assert s.last_step["step"] == 6000 and s.checkpoint["step"] == 5990 and s.end is None
+    assert s.last_t == s.last_step["t"]
+    with open(path, "ab") as f:
+        f.write(b'ss": 0.1}\n')
+    w = ev.EventWriter(path, "r")
+    w.emit("run.end", status="completed", step=6001, error=None, traceback_tail=None)
+    w.close()
+    s = runs._summarise(path)
+    assert s.last_step["step"] == 6001 and s.end["status"] == "completed" and s.last_t == s.end["t"]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -176,21 +177,20 @@ def _summarise(events_path: Path, head_bytes: int = 1 << 16, tail_bytes: int = 1
                 chunks = [head.rsplit(b"\n", 1)[0], tail.split(b"\n", 1)[1]]
     except OSError:
         return s
+    steps: list[bytes] = []  # the newest step lines: only the last one that parses is needed
     for chunk in chunks:
         for raw in chunk.splitlines():
-            try:
-                e = json.loads(raw)
-            except ValueError:
+            if _STEP_LINE.search(raw):  # nearly every line of a long run: not parsed
+                steps = [*steps[-1:], raw]
                 continue
-            if not isinstance(e, dict):
+            e = _event(raw)
+            if e is None:
                 continue
             kind = e.get("type")
             if kind == "run.start":
                 s.start = s.start or e
             elif kind == "run.end":
                 s.end = e
-            elif kind == "step":
-                s.last_step = e
             elif kind == "stage":
                 s.stage = e
                 if e.get("name") == "train" and e.get("total"):
@@ -199,7 +199,25 @@ def _summarise(events_path: Path, head_bytes: int = 1 << 16, tail_bytes: int = 1
                 s.checkpoint = e
             if isinstance(e.get("t"), (int, float)):
                 s.last_t = e["t"]
+    for raw in reversed(steps):  # the very last may be half-written
+        e = _event(raw)
+        if e is not None and e.get("type") == "step":
+            s.last_step = e
+            if isinstance(e.get("t"), (int, float)) and (s.last_t is None or e["t"] > s.last_t):
+                s.last_t = e["t"]
+            break
     return s
+
+
+_STEP_LINE = re.compile(rb'"type"\s*:\s*"step"')
+
+
+def _event(raw: bytes) -> dict | None:
+    try:
+        e = json.loads(raw)
+    except ValueError:
+        return None
+    return e if isinstance(e, dict) else None
 
 
 def _total_from_config(run_dir: Path, record: dict) -> int | None:
