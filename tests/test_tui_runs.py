@@ -109,11 +109,17 @@ async def test_a_growing_run_is_read_once_not_again_on_every_poll(ws, monkeypatc
         screen = app.screen
         assert isinstance(screen, RunsScreen)
         await wait_for(pilot, lambda: screen.shown_points == 300, what="the run's curve")
+        table = screen.query_one("#runs-table", DataTable)
+        rebuilds = []
+        clear = table.clear
+        monkeypatch.setattr(table, "clear", lambda *a, **k: rebuilds.append(1) or clear(*a, **k))
         for first in (301, 351, 401):  # past the chart's 400 points: downsampled from here
             append_steps(ws, "20260101-000000", first, 50)
             last = first + 49
             await wait_for(pilot, lambda n=last: screen.shown_points == n, what=f"the curve to reach step {last}")
         assert screen.query_one(LossChart).points_drawn <= 400
+        await wait_for(pilot, lambda: table.get_row_at(0)[4] == f"{1 / 450:.4f}", what="the newest loss in the table")
+        assert not rebuilds  # the same run: its cells were updated, the table not rebuilt
     assert sorted(parsed) == list(range(1, 451))  # every step read once, none again
 
 

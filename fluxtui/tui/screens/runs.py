@@ -102,21 +102,31 @@ class RunsScreen(FluxScreen):
         if topic in ("all", "runs"):
             self._fill_table()
 
+    def _row(self, r) -> tuple[str, ...]:
+        steps = "–" if r.step is None else f"{r.step}" + (f"/{r.total_steps}" if r.total_steps else "")
+        loss = "–" if r.last_loss is None else f"{r.last_loss:.4f}"
+        end = r.ended or (time.time() if r.active else None)
+        duration = format_duration(end - r.started) if r.started and end else "–"
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "–"
+        return ("●" if r.run_id in self.marked else "", r.run_id, r.status, steps, loss, duration, started)
+
     def _fill_table(self) -> None:
         table = self.query_one("#runs-table", DataTable)
         runs = list(reversed(self.state.runs))  # newest first
+        rows = [self._row(r) for r in runs]
+        if [str(k.value) for k in table.rows] == [r.run_id for r in runs]:
+            # the same runs (a live run's poll): only the cells that changed, the cursor stays
+            for r, row in zip(runs, rows, strict=True):
+                for column, value in zip(table.columns, row, strict=True):
+                    if table.get_cell(r.run_id, column) != value:
+                        table.update_cell(r.run_id, column, value)
+            self._load_curves()
+            return
         cursor = table.cursor_row
         current = table.coordinate_to_cell_key((cursor, 0)).row_key.value if table.row_count else None
         table.clear()
-        for r in runs:
-            steps = "–" if r.step is None else f"{r.step}" + (f"/{r.total_steps}" if r.total_steps else "")
-            loss = "–" if r.last_loss is None else f"{r.last_loss:.4f}"
-            end = r.ended or (time.time() if r.active else None)
-            duration = format_duration(end - r.started) if r.started and end else "–"
-            started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "–"
-            table.add_row(
-                "●" if r.run_id in self.marked else "", r.run_id, r.status, steps, loss, duration, started, key=r.run_id
-            )
+        for r, row in zip(runs, rows, strict=True):
+            table.add_row(*row, key=r.run_id)
         if current is not None and current in {r.run_id for r in runs}:
             table.move_cursor(row=table.get_row_index(current))
         self._load_curves()
