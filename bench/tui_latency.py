@@ -91,9 +91,10 @@ def make_workspace(folder: Path) -> Path:
     from fluxtui.core import config, workspace
 
     root = workspace.init(folder / "ws", demo=True).root
+    # the tiny trainer makes ~50 steps a second: a run that outlasts any soak
     config.set_values(
         root / "project.toml",
-        {"training.max_train_steps": 100000, "training.checkpointing_steps": 0, "validation.validation_steps": 0},
+        {"training.max_train_steps": 10_000_000, "training.checkpointing_steps": 0, "validation.validation_steps": 0},
     )
     return root
 

@@ -15,7 +15,8 @@ would):
 - key p50/p95: the screen-switch keys 1-5 (the heaviest keys: a whole 160x48 repaint),
   after every screen was visited once;
 - idle CPU % of one core and RSS of the app process (from /proc; the trainer is another
-  process and not counted): Overview without a run, Overview and Monitor with one;
+  process and not counted): Overview and Monitor without a run, Overview, Monitor and
+  Runs (which follows the live run's curve) with one;
 - --soak MINUTES: keys every few seconds for that long with the run going; RSS sampled each
   minute, key p95 at the end, and whether the step on screen keeps up with the trainer's.
 
@@ -262,6 +263,7 @@ def bench(args) -> dict:
                 frames = {}
                 out["cpu_overview_run_pct"] = idle_cpu(pane, "1", args.window, frames)
                 out["cpu_monitor_run_pct"] = idle_cpu(pane, "4", args.window, frames)
+                out["cpu_runs_run_pct"] = idle_cpu(pane, "5", args.window, frames)  # the live run's curve
                 out["frames_per_s_run"] = frames
             if args.soak:
                 out.update(soak(pane, root, run_id, args))
@@ -301,6 +303,7 @@ def soak(pane: Pane, root: Path, run_id: str | None, args) -> dict:
         "key_after_soak_p50_ms": statistics.median(lat),
         "key_after_soak_p95_ms": pct(lat, 0.95),
         "cpu_monitor_after_soak_pct": idle_cpu(pane, "4", args.window),
+        "cpu_runs_after_soak_pct": idle_cpu(pane, "5", args.window),
     }
 
 

@@ -63,6 +63,7 @@ TMUX_FIELDS = [
     "key_run_p95_ms",
     "cpu_overview_run_pct",
     "cpu_monitor_run_pct",
+    "cpu_runs_run_pct",
     "rss_start_mb",
     "rss_end_mb",
 ]
