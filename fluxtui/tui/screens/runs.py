@@ -56,13 +56,6 @@ class CurveReader:
                 return changed
 
 
-def read_curve(run_dir) -> tuple[array, array]:
-    """A run's whole smoothed loss, read in the caller's (worker) thread."""
-    reader = CurveReader(run_dir)
-    reader.read()
-    return reader.steps, reader.smooth
-
-
 class RunsScreen(FluxScreen):
     MODE = "runs"
     BINDINGS: ClassVar[list[BindingType]] = [
